@@ -1,0 +1,6 @@
+"""stylealign: distillation data for small math reasoners that the student can actually learn from."""
+
+from stylealign.records import Problem, Trace
+
+__version__ = "0.1.0"
+__all__ = ["Problem", "Trace", "__version__"]

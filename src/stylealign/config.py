@@ -1,0 +1,185 @@
+"""The experiment YAML as pydantic models.
+
+Unknown keys are errors (a typo must not silently fall back to a default),
+and every validation error names the dotted key that failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+STREAMS = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineConfig(Strict):
+    """Which backend runs a model. The code that uses an engine never looks at `type`."""
+
+    type: Literal["hf", "openai", "vllm", "ray", "lab-oracle"] = "hf"
+    model: str | None = Field(None, description="local dir, hub id, gguf:PATH, package:NAME or lab:student")
+    # hf / vllm
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = Field(16, ge=1)
+    max_model_len: int | None = None
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    # openai
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    endpoint: Literal["chat", "completions"] = "chat"
+    concurrency: int = Field(8, ge=1)
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    # ray
+    num_actors: int = Field(2, ge=1)
+    actor: EngineConfig | None = None
+    # lab-oracle
+    world_seed: int = 0
+
+
+class DatasetConfig(Strict):
+    source: str = Field("lab", description="lab, gsm8k, math500, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
+    split: str = "train"
+    limit: int | None = Field(None, ge=1)
+    offset: int = Field(0, ge=0)
+    fields: dict[str, str] = Field(default_factory=dict, description="target=Source+Other column mapping")
+    skip_bad: bool = False
+
+
+class ModelRole(Strict):
+    engine: EngineConfig
+    template: str = Field("student", description="prompt template name or path used to ask this model to solve")
+    system: str | None = None
+
+
+class SamplingConfig(Strict):
+    k: int = Field(8, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+
+
+class RFTConfig(Strict):
+    selection: Literal["first", "random", "lowest_cost", "all_distinct"] = "first"
+    clean: bool = True
+
+
+class SARConfig(Strict):
+    exemplars: int = Field(3, ge=0)
+    cost_margin: float = Field(0.1, ge=0, description="max allowed rise of student NLL over the parent, in nats/token")
+    max_attempts: int = Field(2, ge=1)
+
+
+class SARRepairConfig(Strict):
+    continuations: int = Field(4, ge=1)
+    locator: Literal["oracle", "lab"] = "oracle"
+    max_problems: int | None = Field(None, ge=1)
+
+
+class StreamsConfig(Strict):
+    enabled: list[str] = Field(default_factory=lambda: list(STREAMS))
+    oracle_retries: int = Field(3, ge=0)
+    rft: RFTConfig = Field(default_factory=RFTConfig)
+    sar: SARConfig = Field(default_factory=SARConfig)
+    sar_repair: SARRepairConfig = Field(default_factory=SARRepairConfig)
+
+    def model_post_init(self, __context: Any) -> None:
+        unknown = [s for s in self.enabled if s not in STREAMS]
+        if unknown:
+            raise ValueError(f"unknown streams {unknown}; choose from {list(STREAMS)}")
+
+
+class RewardConfig(Strict):
+    type: Literal["none", "lab", "orm", "prm", "judge"] = "lab"
+    model: str | None = None
+    engine: EngineConfig | None = None
+    step_separator: str = "\n\n"
+    batch_size: int = Field(8, ge=1)
+
+
+class LoraSettings(Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+
+
+class TrainingConfig(Strict):
+    loss: Literal["nll", "dft"] = "dft"
+    lora: LoraSettings | None = None
+    max_steps: int = Field(100, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=16)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    save_steps: int = Field(50, ge=1)
+    seed: int = 0
+    bf16: bool | None = None
+
+
+class EvaluationConfig(Strict):
+    datasets: list[DatasetConfig] = Field(default_factory=lambda: [DatasetConfig(source="lab", split="test")])
+    k: int = Field(4, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    seed: int = 0
+    problems: DatasetConfig = Field(default_factory=DatasetConfig)
+    student: ModelRole
+    oracle: ModelRole | None = None
+    prompts_dir: str | None = Field(None, description="folder of template overrides, searched before the built-ins")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    streams: StreamsConfig = Field(default_factory=StreamsConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _format_errors(path: str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(origin, err)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment; relative paths inside it stay relative to the caller's working directory."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return parse_config(data, str(path))

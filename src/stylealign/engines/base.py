@@ -1,0 +1,107 @@
+"""The one engine protocol every stage talks to, and the one chat-template rule.
+
+Streams, metrics, evaluation and training never know which engine runs: they
+build `Request`s and call `generate` or `score`. A request is a chat
+(`messages`) plus an optional `prefix`, a partial assistant response the
+model continues (SAR repair resumes the student after an oracle-fixed step).
+
+`render_prompt` is the single place a request becomes model input text. The
+hf engine, the loopback server, scoring and training all call it, so the
+student sees byte-identical prompts whether it is sampled, scored or trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stop": list(self.stop)}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A chat to answer, optionally with the start of the answer already written."""
+
+    messages: tuple[dict[str, str], ...]
+    prefix: str = ""
+    id: str = ""
+
+    @classmethod
+    def from_prompt(cls, user: str, system: str | None = None, prefix: str = "", id: str = "") -> Request:
+        messages: list[dict[str, str]] = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": user})
+        return cls(messages=tuple(messages), prefix=prefix, id=id)
+
+
+@dataclass
+class Completion:
+    """Generated text only: never the prompt, never the request's prefix."""
+
+    text: str
+    finish_reason: str = "stop"
+    num_tokens: int = 0
+
+
+@dataclass
+class TokenScores:
+    """Teacher-forced log-probabilities of a response's tokens given its prompt.
+
+    `offsets[i]` is the (start, end) character span of token i in the response
+    text, so per-step and per-quarter costs can be computed on any engine.
+    """
+
+    tokens: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    offsets: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def nll(self) -> float:
+        return -sum(self.logprobs) / max(len(self.logprobs), 1)
+
+
+class EngineError(RuntimeError):
+    """A model backend failed in a way a retry will not fix; the message names the request."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[Request], n: int, sampling: SamplingParams) -> list[list[Completion]]:
+        """`n` completions per request, in request order; reproducible for a fixed `sampling.seed`."""
+        ...
+
+    def score(self, requests: Sequence[Request], responses: Sequence[str]) -> list[TokenScores]:
+        """Log-probability of every token of `responses[i]` given `requests[i]` (prefix included in the prompt)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+PLAIN_TEMPLATE = "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n{% elif m['role'] == 'user' %}Question: {{ m['content'] }}\n{% endif %}{% endfor %}Answer: "
+"""Prompt for base models without a chat template: system text, then `Question: ...` / `Answer: `."""
+
+
+def render_prompt(tokenizer: Any, request: Request) -> str:
+    """Model input text for `request`: the chat template with a generation prompt, then the prefix.
+
+    Tokenizers without a chat template get `PLAIN_TEMPLATE`. The prefix is
+    appended verbatim, so the model continues exactly where it stops.
+    """
+    messages = [dict(m) for m in request.messages]
+    template = getattr(tokenizer, "chat_template", None) or PLAIN_TEMPLATE
+    text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=True)
+    return text + request.prefix

@@ -1,0 +1,130 @@
+"""The experiment runner: load → sample → streams → score → train → evaluate → report.
+
+Each stage is a function `stage(ctx) -> summary dict` living in the module
+that owns the idea (streams, metrics, training, ...). Stages read and write
+the run store only, keyed by content, so a run killed anywhere resumes where
+it stopped. This file only orders the stages and hands them a `RunContext`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from stylealign.config import STREAMS, EngineConfig, ExperimentConfig
+from stylealign.engines import Engine, load_engine
+from stylealign.prompts import PromptTemplate, load_template
+from stylealign.records import Problem
+from stylealign.store import RunStore
+
+STAGES = ("load", "sample", "streams", "score", "train", "evaluate", "report")
+
+
+@dataclass
+class RunContext:
+    """What every stage gets: the config, the run store, engines (built lazily, shared) and a console."""
+
+    config: ExperimentConfig
+    store: RunStore
+    console: Console = field(default_factory=Console)
+    limit: int | None = None
+    streams: tuple[str, ...] = STREAMS
+    _engines: dict[str, Engine] = field(default_factory=dict)
+
+    def engine(self, config: EngineConfig) -> Engine:
+        key = config.model_dump_json()
+        if key not in self._engines:
+            self._engines[key] = load_engine(config)
+        return self._engines[key]
+
+    def student(self) -> Engine:
+        return self.engine(self.config.student.engine)
+
+    def oracle(self) -> Engine:
+        if self.config.oracle is None:
+            raise ValueError("this experiment needs an oracle: add an `oracle:` section to the config")
+        return self.engine(self.config.oracle.engine)
+
+    def template(self, name: str, system: str | None = None) -> PromptTemplate:
+        return load_template(name, self.config.prompts_dir, system=system)
+
+    def student_template(self) -> PromptTemplate:
+        return self.template(self.config.student.template, self.config.student.system)
+
+    def problems(self) -> list[Problem]:
+        return self.store.stage("problems").records(Problem)
+
+    def release_engines(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+
+def load_stage(ctx: RunContext) -> dict[str, Any]:
+    from stylealign.datasets import load_problems
+
+    stage = ctx.store.stage("problems")
+    cfg = ctx.config.problems
+    if ctx.limit is not None:
+        cfg = cfg.model_copy(update={"limit": min(cfg.limit or ctx.limit, ctx.limit)})
+    key = cfg.model_dump_json()
+    if key not in stage.done_keys():
+        stage.commit(load_problems(cfg), [key])
+    return {"problems": len(ctx.problems())}
+
+
+def _stage_functions() -> dict[str, Callable[[RunContext], dict[str, Any]]]:
+    from stylealign.evaluation import evaluate_stage
+    from stylealign.metrics import score_stage
+    from stylealign.report import report_stage
+    from stylealign.streams import sample_stage, streams_stage
+    from stylealign.training import train_stage
+
+    return {
+        "load": load_stage,
+        "sample": sample_stage,
+        "streams": streams_stage,
+        "score": score_stage,
+        "train": train_stage,
+        "evaluate": evaluate_stage,
+        "report": report_stage,
+    }
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    only: str | None = None,
+    until: str | None = None,
+    streams: tuple[str, ...] | None = None,
+    limit: int | None = None,
+    console: Console | None = None,
+) -> RunContext:
+    """Run (or resume) the stages of an experiment into the run directory `out`."""
+    for name, value in (("only", only), ("until", until)):
+        if value is not None and value not in STAGES:
+            raise ValueError(f"--{name} {value!r}: choose one of {', '.join(STAGES)}")
+    selected = tuple(streams) if streams else tuple(config.streams.enabled)
+    unknown = [s for s in selected if s not in STREAMS]
+    if unknown:
+        raise ValueError(f"unknown streams {unknown}; choose from {list(STREAMS)}")
+    store = RunStore(out, config=config.model_dump(mode="json"))
+    ctx = RunContext(config=config, store=store, console=console or Console(), limit=limit, streams=selected)
+    stages = [only] if only else list(STAGES[: STAGES.index(until) + 1] if until else STAGES)
+    functions = _stage_functions()
+    try:
+        for name in stages:
+            start = time.perf_counter()
+            summary = functions[name](ctx)
+            store.mark_done(name, summary)
+            details = ", ".join(f"{k}={v}" for k, v in summary.items())
+            ctx.console.print(f"[bold green]✓ {name}[/] ({time.perf_counter() - start:.1f}s) {details}")
+    finally:
+        ctx.release_engines()
+    return ctx

@@ -1,0 +1,152 @@
+"""Plain records that flow between stages: problems in, traces out.
+
+Both are dataclasses of JSON-able fields so every stage can be called from
+Python with plain records, and both round-trip through JSONL and Parquet
+without loss. Free-form dict fields (metadata, sampling, metrics) are stored
+in Parquet as JSON text: arbitrary nesting survives and the schema stays fixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def content_id(*parts: Any) -> str:
+    """A short stable id from any JSON-able parts (sorted keys, so dict order never matters)."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Problem:
+    id: str
+    question: str
+    answer: str
+    reference_solution: str = ""
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Trace:
+    """One solution text for one problem, with where it came from and what it scored."""
+
+    id: str
+    problem_id: str
+    text: str
+    stream: str
+    parent_id: str | None = None
+    model: str = ""
+    template: str = ""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    correct: bool | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+Record = TypeVar("Record", Problem, Trace)
+
+_DICT_FIELDS = {"metadata", "sampling", "metrics"}
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "id": pa.string(),
+    "question": pa.string(),
+    "answer": pa.string(),
+    "reference_solution": pa.string(),
+    "source": pa.string(),
+    "problem_id": pa.string(),
+    "text": pa.string(),
+    "stream": pa.string(),
+    "parent_id": pa.string(),
+    "model": pa.string(),
+    "template": pa.string(),
+    "seed": pa.int64(),
+    "correct": pa.bool_(),
+}
+
+
+def to_dict(record: Problem | Trace) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def from_dict(cls: type[Record], row: dict[str, Any]) -> Record:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(row) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return cls(**row)
+
+
+def arrow_schema(cls: type[Problem] | type[Trace]) -> pa.Schema:
+    return pa.schema(
+        [(f.name, pa.string() if f.name in _DICT_FIELDS else _ARROW_TYPES[f.name]) for f in dataclasses.fields(cls)]
+    )
+
+
+def to_table(records: Iterable[Problem | Trace], cls: type[Problem] | type[Trace]) -> pa.Table:
+    rows = []
+    for record in records:
+        row = to_dict(record)
+        for name in _DICT_FIELDS & row.keys():
+            row[name] = json.dumps(row[name], ensure_ascii=False, sort_keys=True)
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=arrow_schema(cls))
+
+
+def from_table(table: pa.Table, cls: type[Record]) -> list[Record]:
+    records = []
+    for row in table.to_pylist():
+        for name in _DICT_FIELDS & row.keys():
+            row[name] = json.loads(row[name]) if row[name] is not None else {}
+        records.append(from_dict(cls, row))
+    return records
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_parquet(path: str | Path, records: Iterable[Problem | Trace], cls: type[Problem] | type[Trace]) -> None:
+    table = to_table(records, cls)
+    _atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def read_parquet(path: str | Path, cls: type[Record]) -> list[Record]:
+    return from_table(pq.read_table(path), cls)
+
+
+def write_jsonl(path: str | Path, records: Iterable[Problem | Trace]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
+
+    _atomic_write(Path(path), write)
+
+
+def iter_jsonl(path: str | Path, cls: type[Record]) -> Iterator[Record]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield from_dict(cls, json.loads(line))
+            except (json.JSONDecodeError, TypeError, ValueError) as err:
+                raise ValueError(f"{path}:{lineno}: not a valid {cls.__name__} record: {err}") from err
+
+
+def read_jsonl(path: str | Path, cls: type[Record]) -> list[Record]:
+    return list(iter_jsonl(path, cls))

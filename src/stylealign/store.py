@@ -1,0 +1,145 @@
+"""The run directory: one folder per stage, records in atomically renamed shards.
+
+A stage turns work items into records. Each work item has a content key
+(`work_key`: stage, model, prompt, sampling parameters, seed, input). A shard
+is one Parquet file holding the records of a batch *and*, in its schema
+metadata, the keys of the work items that batch finished, so "these items are
+done" and "here are their records" land in one `os.replace`. A process killed
+at any point leaves either a whole shard or none (stray temp files are
+ignored and cleaned), and a rerun skips every key already committed. Items
+that produced no record (a rejected sample, say) are remembered all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stylealign.records import Problem, Record, Trace, content_id, from_table, to_table
+
+_KEYS = b"stylealign.keys"
+_KIND = b"stylealign.kind"
+_KINDS: dict[str, type[Problem] | type[Trace]] = {"Problem": Problem, "Trace": Trace}
+
+
+def work_key(stage: str, **parts: Any) -> str:
+    """Content key of one unit of work; any change in what determines the output changes the key."""
+    return content_id(stage, parts)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Stage:
+    """Records of one stage, as shards in `<run>/<name>/`."""
+
+    def __init__(self, root: Path, name: str):
+        self.name = name
+        self.dir = root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stray in self.dir.glob(".*.tmp"):
+            stray.unlink(missing_ok=True)
+
+    def _shards(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-*.parquet"))
+
+    def done_keys(self) -> set[str]:
+        keys: set[str] = set()
+        for shard in self._shards():
+            meta = pq.read_schema(shard).metadata or {}
+            keys.update(json.loads(meta.get(_KEYS, b"[]")))
+        return keys
+
+    def commit(self, records: Sequence[Problem | Trace], keys: Iterable[str]) -> None:
+        """Write `records` and mark `keys` done, atomically, as one new shard."""
+        kinds = {type(r).__name__ for r in records}
+        if len(kinds) > 1:
+            raise TypeError(f"stage {self.name!r}: one shard holds one record type, got {sorted(kinds)}")
+        kind = kinds.pop() if kinds else "Trace"
+        table = to_table(records, _KINDS[kind])
+        table = table.replace_schema_metadata({_KEYS: json.dumps(sorted(set(keys))).encode(), _KIND: kind.encode()})
+        shard = self.dir / f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = self.dir / f".{shard.name}.tmp"
+        with pa.OSFile(str(tmp), "wb") as sink:
+            pq.write_table(table, sink)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, shard)
+
+    def records(self, cls: type[Record]) -> list[Record]:
+        """All records in commit order, first copy of each id kept."""
+        seen: set[str] = set()
+        out: list[Record] = []
+        for shard in self._shards():
+            table = pq.read_table(shard)
+            kind = (table.schema.metadata or {}).get(_KIND, b"Trace").decode()
+            if kind != cls.__name__:
+                raise TypeError(f"{shard}: holds {kind} records, asked for {cls.__name__}")
+            for record in from_table(table, cls):
+                if record.id not in seen:
+                    seen.add(record.id)
+                    out.append(record)
+        return out
+
+    def clear(self) -> None:
+        for shard in self._shards():
+            shard.unlink()
+
+
+class RunStore:
+    """A run directory: stages, JSON artifacts and a manifest of configs and finished stages."""
+
+    def __init__(self, root: str | Path, config: dict[str, Any] | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.root / "manifest.json"
+        if config is not None:
+            self._record_config(config)
+
+    def _record_config(self, config: dict[str, Any]) -> None:
+        manifest = self.manifest()
+        digest = content_id(config)
+        if manifest.get("config_hash") != digest:
+            manifest.setdefault("config_history", []).append({"config_hash": digest, "time": time.time()})
+            manifest["config_hash"] = digest
+            manifest["config"] = config
+            self._write_manifest(manifest)
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            return {}
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        _atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+    def stage(self, name: str) -> Stage:
+        return Stage(self.root, name)
+
+    def mark_done(self, stage: str, summary: dict[str, Any] | None = None) -> None:
+        manifest = self.manifest()
+        manifest.setdefault("stages", {})[stage] = {"done": True, "time": time.time(), "summary": summary or {}}
+        self._write_manifest(manifest)
+
+    def is_done(self, stage: str) -> bool:
+        return bool(self.manifest().get("stages", {}).get(stage, {}).get("done"))
+
+    def write_json(self, relpath: str, obj: Any) -> Path:
+        path = self.root / relpath
+        _atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+        return path
+
+    def read_json(self, relpath: str) -> Any:
+        return json.loads((self.root / relpath).read_text(encoding="utf-8"))
