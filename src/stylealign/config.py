@@ -38,6 +38,7 @@ class EngineConfig(Strict):
     concurrency: int = Field(8, ge=1)
     timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(5, ge=0)
+    tokenizer: str | None = Field(None, description="local tokenizer dir: renders the chat template for scoring")
     # ray
     num_actors: int = Field(2, ge=1)
     actor: EngineConfig | None = None
