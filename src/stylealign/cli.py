@@ -47,5 +47,98 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o")) -> None:
     run(config=CONFIGS_DIR / "demo.yaml", out=out, only=None, until=None, streams=None, limit=None)
 
 
+@app.command()
+def serve(
+    model: str = typer.Argument(..., help="model dir, hub id, gguf:PATH, package:NAME, lab:student or lab:oracle"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    name: str | None = typer.Option(None, help="model name clients send (default: MODEL)"),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:1, ... (hf engine)"),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16 (hf engine)"),
+    batch_size: int = typer.Option(16, help="sequences per forward pass (hf engine)"),
+) -> None:
+    """Serve MODEL over an OpenAI-compatible HTTP API (chat, completions with echo/logprobs, models)."""
+    from stylealign.server import serve as serve_model
+
+    serve_model(model, host=host, port=port, name=name, device=device, dtype=dtype, batch_size=batch_size)
+
+
+@app.command()
+def grade(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="predictions: .jsonl, .json, .parquet or .csv"),
+    reference_field: str = typer.Option(..., help="field holding the reference answer (or a solution with ####/boxed)"),
+    prediction_field: str = typer.Option(..., help="field holding the model output"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write per-row verdicts here (JSONL)"),
+    timeout: float = typer.Option(5.0, help="seconds per item before its worker is killed"),
+    processes: int | None = typer.Option(None, help="grading worker processes (default: CPU count)"),
+    last_number: bool = typer.Option(True, help="fall back to the last number when no final answer is marked"),
+    skip_bad: bool = typer.Option(False, help="skip malformed rows instead of stopping"),
+) -> None:
+    """Grade model outputs against reference answers; print accuracy, write per-row verdicts."""
+    from rich.markup import escape
+
+    from stylealign.grading import grade_file
+
+    try:
+        result = grade_file(
+            file,
+            reference_field=reference_field,
+            prediction_field=prediction_field,
+            out=out,
+            timeout=timeout,
+            processes=processes,
+            last_number=last_number,
+            skip_bad=skip_bad,
+        )
+    except ValueError as err:
+        _fail(str(err))
+    for skipped in result.skipped:
+        console.print(f"[yellow]skipped[/] {escape(skipped.location)}: {escape(skipped.reason)}")
+    if result.timed_out or result.failed:
+        console.print(f"[yellow]{result.timed_out} timed out, {result.failed} failed (counted as wrong)[/]")
+    console.print(f"accuracy={result.accuracy:.4f} ({result.correct}/{len(result.rows)})")
+    if out is not None:
+        console.print(f"verdicts: {out}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="a run directory"),
+    stream: str = typer.Option(..., help="stream to export, e.g. rft or sar"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder: train.jsonl, dataset_info.json, dataset/"),
+) -> None:
+    """Export a stream as chat JSONL (TRL / LLaMA-Factory) and a Hugging Face dataset directory."""
+    from stylealign.config import ConfigError
+    from stylealign.streams.export import export_run
+
+    try:
+        result = export_run(run_dir, stream, out)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    console.print(f"exported {result['examples']} examples: {result['jsonl']}, {result['dataset']}")
+
+
+@lab_app.command("pretrain")
+def lab_pretrain(
+    out: Path | None = typer.Option(None, "--out", "-o", help="also copy the model directory here"),
+    name: str = typer.Option("student", help="which lab recipe"),
+) -> None:
+    """Pretrain the lab student on CPU (cached: a second run is instant) and print where it lives."""
+    import json
+    import shutil
+
+    from stylealign.lab.student import ensure_student
+
+    try:
+        path = ensure_student(name, log=console.print)
+    except ValueError as err:
+        _fail(str(err))
+    if out is not None:
+        shutil.copytree(path, out, dirs_exist_ok=True)
+        path = out
+    info = json.loads((path / "recipe.json").read_text(encoding="utf-8"))
+    console.print(f"student: {path} ({info['parameters']:,} parameters, pretrained in {info['seconds']}s)")
+
+
 if __name__ == "__main__":
     app()

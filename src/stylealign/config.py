@@ -88,6 +88,8 @@ class SARRepairConfig(Strict):
 class StreamsConfig(Strict):
     enabled: list[str] = Field(default_factory=lambda: list(STREAMS))
     oracle_retries: int = Field(3, ge=0)
+    oracle_temperature: float | None = Field(None, ge=0, description="oracle sampling temperature (default: sampling.temperature)")
+    oracle_max_tokens: int | None = Field(None, ge=1, description="oracle answer length limit (default: sampling.max_tokens)")
     rft: RFTConfig = Field(default_factory=RFTConfig)
     sar: SARConfig = Field(default_factory=SARConfig)
     sar_repair: SARRepairConfig = Field(default_factory=SARRepairConfig)

@@ -105,3 +105,38 @@ def render_prompt(tokenizer: Any, request: Request) -> str:
     template = getattr(tokenizer, "chat_template", None) or PLAIN_TEMPLATE
     text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=True)
     return text + request.prefix
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of rendered prompt text; the tokenizer's special tokens (BOS) are added unless the text has them."""
+    bos = getattr(tokenizer, "bos_token", None)
+    add_special = not (bos and text.startswith(bos))
+    return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
+
+
+def encode_response(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of a response (no special tokens) and each token's (start, end) character span in `text`."""
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    offsets, start = [], 0
+    for i in range(len(ids)):
+        end = len(tokenizer.decode(ids[: i + 1]))
+        offsets.append((start, end))
+        start = end
+    return ids, offsets
+
+
+def encode_prompt_response(tokenizer: Any, request: Request, response: str) -> tuple[list[int], int]:
+    """The one tokenization rule for a (request, response) pair: sampling, scoring and training all use it.
+
+    The prompt is `render_prompt(tokenizer, request)` tokenized on its own
+    (`encode_prompt`), the response is tokenized separately without special
+    tokens (`encode_response`), and the ids are concatenated. Returns the ids
+    and the number of prompt tokens; no EOS is appended (training adds it if
+    it wants the model to learn to stop).
+    """
+    prompt_ids = encode_prompt(tokenizer, render_prompt(tokenizer, request))
+    response_ids, _ = encode_response(tokenizer, response)
+    return prompt_ids + response_ids, len(prompt_ids)

@@ -1,0 +1,7 @@
+"""The six distillation streams and the student sampling they start from."""
+
+from stylealign.streams.build import streams_stage
+from stylealign.streams.listing import stream_traces
+from stylealign.streams.sample import sample_stage
+
+__all__ = ["sample_stage", "stream_traces", "streams_stage"]

@@ -1,0 +1,60 @@
+"""Grading throughput on 2 worker processes: GSM8K-style numbers and MATH-500-style LaTeX answers.
+
+    .venv/bin/python benchmarks/grading.py
+
+Half of the predictions are right, half wrong, in the answer formats models use.
+Wall time includes starting the worker processes. Target: >= 500 items/s for GSM8K.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from stylealign.datasets import DATA_DIR, clean_gsm8k_solution
+from stylealign.grading import grade_batch
+
+PROCESSES = 2
+FORMS = ("So the answer is {}.", "Therefore the total is $\\boxed{{{}}}$.", "Work...\n#### {}", "Answer: {}")
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.open(encoding="utf-8")]
+
+
+def _throughput(name: str, predictions: list[str], references: list[str]) -> float:
+    start = time.perf_counter()
+    result = grade_batch(predictions, references, processes=PROCESSES, timeout=10.0)
+    seconds = time.perf_counter() - start
+    rate = len(predictions) / seconds
+    print(
+        f"{name}: {len(predictions)} items in {seconds:.2f}s = {rate:.0f} items/s "
+        f"(accuracy {sum(result.verdicts) / len(predictions):.3f}, timeouts {len(result.timed_out)})"
+    )
+    return rate
+
+
+def main() -> None:
+    answers = [
+        clean_gsm8k_solution(row["answer"])[0]
+        for split in ("train", "test")
+        for row in _rows(DATA_DIR / "gsm8k" / f"{split}.jsonl")
+    ]
+    predictions = [
+        FORMS[i % len(FORMS)].format(a if i % 2 == 0 else int(a.replace(",", "")) + 1)
+        for i, a in enumerate(answers)
+    ]
+    gsm8k = _throughput("gsm8k-style", predictions, answers)
+
+    math_answers = [row["answer"] for row in _rows(DATA_DIR / "math500" / "test.jsonl")]
+    references = math_answers * 2
+    predictions = [f"Hence the answer is $\\boxed{{{a}}}$." for a in math_answers] + [
+        f"Hence the answer is $\\boxed{{{a}}}$." for a in math_answers[1:] + math_answers[:1]
+    ]
+    math500 = _throughput("math500-style", predictions, references)
+    print(f"gsm8k_items_per_s={gsm8k:.1f}")
+    print(f"math500_items_per_s={math500:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""Problem loaders: bundled GSM8K and MATH-500, the lab, JSONL/JSON/Parquet/CSV files, Hugging Face datasets.
+
+Every source becomes a list of `Problem` with a stable id (bundled sets: split
+and index; files: an `id` column or a content id), a bare answer and, where the
+source has one, a clean reference solution. Rows are read lazily, so
+`limit`/`offset` on a 100K-row file stop early. A malformed row raises an error
+naming the file and line; with `skip_bad` it is skipped and listed in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from stylealign.config import DatasetConfig
+from stylealign.grading import last_boxed, reference_answer
+from stylealign.records import Problem, content_id
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+_CALC = re.compile(r"<<[^<>]*>>")
+_FINAL = re.compile(r"\n?#### *(.*?)\s*$", re.DOTALL)
+_DEFAULT_COLUMNS = {
+    "id": ("id",),
+    "question": ("question", "problem", "prompt", "query", "input"),
+    "answer": ("answer", "final_answer"),
+    "reference_solution": ("solution", "reference_solution", "rationale"),
+}
+TARGETS = tuple(_DEFAULT_COLUMNS)
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass
+class Skipped:
+    location: str
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """Loaded problems and what `skip_bad` left out."""
+
+    problems: list[Problem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass
+class Row:
+    location: str
+    values: dict[str, Any]
+
+
+def _iter_jsonl(path: Path) -> Iterator[Row | Skipped]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            location = f"{path}:{lineno}"
+            try:
+                values = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield Skipped(location, f"not valid JSON: {err}")
+                continue
+            if isinstance(values, dict):
+                yield Row(location, values)
+            else:
+                yield Skipped(location, f"expected a JSON object, got {type(values).__name__}")
+
+
+def _iter_json(path: Path) -> Iterator[Row | Skipped]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a JSON list of objects")
+    for i, values in enumerate(data):
+        location = f"{path}[{i}]"
+        yield Row(location, values) if isinstance(values, dict) else Skipped(location, "not a JSON object")
+
+
+def _iter_csv(path: Path) -> Iterator[Row | Skipped]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for values in reader:
+            location = f"{path}:{reader.line_num}"
+            if None in values or None in values.values():
+                yield Skipped(
+                    location, f"expected {len(reader.fieldnames or [])} columns, got a different count"
+                )
+            else:
+                yield Row(location, values)
+
+
+def _iter_parquet(path: Path) -> Iterator[Row | Skipped]:
+    import pyarrow.parquet as pq
+
+    start = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for i, values in enumerate(batch.to_pylist(), start):
+            yield Row(f"{path} row {i}", values)
+        start += batch.num_rows
+
+
+def _iter_hf(dataset: Any, name: str) -> Iterator[Row | Skipped]:
+    for i, values in enumerate(dataset):
+        yield Row(f"{name} row {i}", dict(values))
+
+
+def iter_rows(path: str | Path) -> Iterator[Row | Skipped]:
+    """Rows of a JSONL / JSON / Parquet / CSV file; malformed lines come out as `Skipped`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    readers = {".jsonl": _iter_jsonl, ".json": _iter_json, ".parquet": _iter_parquet, ".csv": _iter_csv}
+    if path.suffix not in readers:
+        raise DatasetError(f"{path}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+    return readers[path.suffix](path)
+
+
+def good_rows(rows: Iterable[Row | Skipped], skip_bad: bool, skipped: list[Skipped]) -> Iterator[Row]:
+    """Rows, with malformed ones raised as errors or (with `skip_bad`) collected in `skipped`."""
+    for row in rows:
+        if isinstance(row, Row):
+            yield row
+        elif skip_bad:
+            skipped.append(row)
+        else:
+            raise DatasetError(f"{row.location}: {row.reason} (skip_bad / --skip-bad skips such rows)")
+
+
+def clean_gsm8k_solution(solution: str) -> tuple[str, str]:
+    """(answer, reference solution) of a GSM8K solution: calculator annotations stripped,
+    `#### x` turned into a closing "The answer is x." sentence."""
+    final = _FINAL.search(solution)
+    if final is None:
+        raise ValueError("no '#### answer' line")
+    answer = final.group(1).strip()
+    body = _CALC.sub("", solution[: final.start()]).rstrip()
+    return answer, f"{body}\nThe answer is {answer}."
+
+
+def _column(values: dict[str, Any], spec: str) -> str | None:
+    parts = []
+    for name in spec.split("+"):
+        if name not in values:
+            raise ValueError(f"no column {name!r} (columns: {', '.join(map(str, values))})")
+        if values[name] is not None:
+            parts.append(str(values[name]).strip())
+    return " ".join(p for p in parts if p) or None
+
+
+def _mapping(fields: dict[str, str], columns: Iterable[str]) -> dict[str, str]:
+    """Explicit `fields` plus, for unmapped targets, the first conventional column name present."""
+    columns = list(columns)
+    mapping = dict(fields)
+    for target, candidates in _DEFAULT_COLUMNS.items():
+        if target not in mapping:
+            found = next((c for c in candidates if c in columns), None)
+            if found is not None:
+                mapping[target] = found
+    return mapping
+
+
+def _problem(row: Row, mapping: dict[str, str], source: str) -> Problem:
+    """One row as a Problem; GSM8K-style answers (`#### x`) and MATH-style solutions (`\\boxed{x}`) are understood."""
+    values = row.values
+    get = {target: _column(values, spec) for target, spec in mapping.items()}
+    question, answer, solution = get.get("question"), get.get("answer"), get.get("reference_solution")
+    if not question:
+        raise ValueError("no question (map one with fields: {question: COLUMN})")
+    if answer and "####" in answer:
+        answer, cleaned = clean_gsm8k_solution(answer)
+        solution = solution or cleaned
+    elif answer:
+        answer = reference_answer(answer)
+    elif solution:
+        answer = last_boxed(solution)
+    if not answer:
+        raise ValueError("no answer (map one with fields: {answer: COLUMN})")
+    used = {name for spec in mapping.values() for name in spec.split("+")}
+    metadata = {
+        k: v
+        for k, v in values.items()
+        if k not in used and (v is None or isinstance(v, str | int | float | bool))
+    }
+    metadata["location"] = row.location
+    return Problem(
+        id=get.get("id") or f"{source}-{content_id(question, answer)}",
+        question=question,
+        answer=answer,
+        reference_solution=solution or "",
+        source=source,
+        metadata=metadata,
+    )
+
+
+def _problems(rows: Iterator[Row | Skipped], cfg: DatasetConfig, source: str, report: LoadReport) -> None:
+    unknown = set(cfg.fields) - set(TARGETS)
+    if unknown:
+        raise DatasetError(f"fields: unknown targets {sorted(unknown)}; choose from {list(TARGETS)}")
+    seen: dict[str, int] = {}
+    wanted = None if cfg.limit is None else cfg.offset + cfg.limit
+    count = 0
+    for row in good_rows(rows, cfg.skip_bad, report.skipped):
+        if wanted is not None and count >= wanted:
+            return
+        try:
+            problem = _problem(row, _mapping(cfg.fields, row.values), source)
+        except ValueError as err:
+            if not cfg.skip_bad:
+                raise DatasetError(f"{row.location}: {err}") from None
+            report.skipped.append(Skipped(row.location, str(err)))
+            continue
+        if problem.id in seen:
+            seen[problem.id] += 1
+            problem.id = f"{problem.id}-{seen[problem.id]}"
+        else:
+            seen[problem.id] = 1
+        if count >= cfg.offset:
+            report.problems.append(problem)
+        count += 1
+
+
+def _bundled_gsm8k(cfg: DatasetConfig, report: LoadReport) -> None:
+    if cfg.split not in ("train", "test"):
+        raise DatasetError(f"gsm8k has splits 'train' and 'test', not {cfg.split!r}")
+    rows = good_rows(iter_rows(DATA_DIR / "gsm8k" / f"{cfg.split}.jsonl"), cfg.skip_bad, report.skipped)
+    stop = None if cfg.limit is None else cfg.offset + cfg.limit
+    for i, row in islice(enumerate(rows), cfg.offset, stop):
+        answer, solution = clean_gsm8k_solution(row.values["answer"])
+        report.problems.append(
+            Problem(
+                id=f"gsm8k-{cfg.split}-{i:05d}",
+                question=row.values["question"],
+                answer=answer,
+                reference_solution=solution,
+                source="gsm8k",
+                metadata={"split": cfg.split, "index": i},
+            )
+        )
+
+
+def _bundled_math500(cfg: DatasetConfig, report: LoadReport) -> None:
+    if cfg.split != "test":
+        raise DatasetError(f"math500 has only a 'test' split, not {cfg.split!r}")
+    rows = good_rows(iter_rows(DATA_DIR / "math500" / "test.jsonl"), cfg.skip_bad, report.skipped)
+    stop = None if cfg.limit is None else cfg.offset + cfg.limit
+    for i, row in islice(enumerate(rows), cfg.offset, stop):
+        v = row.values
+        name = v["unique_id"].removeprefix("test/").removesuffix(".json").replace("/", "-")
+        report.problems.append(
+            Problem(
+                id=f"math500-{name}",
+                question=v["problem"],
+                answer=v.get("answer") or last_boxed(v["solution"]) or "",
+                reference_solution=v["solution"],
+                source="math500",
+                metadata={
+                    "subject": v["subject"],
+                    "level": v["level"],
+                    "unique_id": v["unique_id"],
+                    "index": i,
+                },
+            )
+        )
+
+
+def _hf_dataset(cfg: DatasetConfig) -> tuple[Any, str]:
+    import datasets
+
+    if cfg.source.startswith("hf:"):
+        name, _, config_name = cfg.source[3:].partition(":")
+        return datasets.load_dataset(name, config_name or None, split=cfg.split), name
+    loaded = datasets.load_from_disk(cfg.source)
+    if isinstance(loaded, datasets.DatasetDict):
+        if cfg.split not in loaded:
+            raise DatasetError(f"{cfg.source}: no split {cfg.split!r} (splits: {', '.join(loaded)})")
+        loaded = loaded[cfg.split]
+    return loaded, Path(cfg.source).name
+
+
+def load_report(cfg: DatasetConfig) -> LoadReport:
+    """Problems of `cfg.source` and what was skipped; see the module doc for the sources."""
+    report = LoadReport()
+    source = cfg.source
+    if source == "lab":
+        from stylealign.lab.world import load_lab_problems
+
+        report.problems = load_lab_problems(cfg.split, cfg.limit, cfg.offset, seed=0)
+    elif source == "gsm8k":
+        _bundled_gsm8k(cfg, report)
+    elif source == "math500":
+        _bundled_math500(cfg, report)
+    elif source.startswith("hf:") or Path(source).is_dir():
+        dataset, name = _hf_dataset(cfg)
+        _problems(_iter_hf(dataset, f"{cfg.source}[{cfg.split}]"), cfg, name, report)
+    elif Path(source).suffix in FILE_SUFFIXES:
+        _problems(iter_rows(source), cfg, Path(source).stem, report)
+    else:
+        raise DatasetError(
+            f"unknown dataset source {source!r}: use lab, gsm8k, math500, a {'/'.join(FILE_SUFFIXES)} file, "
+            "a datasets.save_to_disk directory, or hf:ID"
+        )
+    if report.skipped:
+        log.warning(
+            "%s: skipped %d bad row(s): %s",
+            source,
+            len(report.skipped),
+            "; ".join(f"{s.location}: {s.reason}" for s in report.skipped[:5]),
+        )
+    return report
+
+
+def load_problems(cfg: DatasetConfig) -> list[Problem]:
+    """The problems of `cfg`; `load_report` also says which rows `skip_bad` left out."""
+    return load_report(cfg).problems

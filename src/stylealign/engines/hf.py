@@ -1,0 +1,309 @@
+"""transformers engine: batched sampling with a KV cache and left padding, length-bucketed scoring, CPU or CUDA.
+
+Sampling draws every row's tokens from its own generator, seeded from
+(seed, prompt tokens, sample index), so a sample depends on its request and
+seed only, never on which other requests share its batch: the loopback
+server, the Ray engine and a direct call all return the same samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+
+from stylealign.config import EngineConfig
+from stylealign.engines.base import (
+    Completion,
+    Request,
+    SamplingParams,
+    TokenScores,
+    encode_prompt,
+    encode_response,
+    render_prompt,
+)
+from stylealign.models import resolve_model
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DETOKENIZE_CONTEXT = 4
+"""Prompt tokens decoded with the new ones, so tokenizers that strip a leading space (SentencePiece) keep it."""
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto or one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def row_seed(seed: int, prompt_ids: Sequence[int], index: int) -> int:
+    """A 63-bit seed for one sample: a function of the request's tokens, the user's seed and the sample index."""
+    digest = hashlib.blake2b(
+        f"{seed}|{index}|{','.join(map(str, prompt_ids))}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class RowSampler(LogitsProcessor):
+    """Temperature + top-p sampling with one generator per row; turns greedy decoding into sampling.
+
+    The chosen token keeps score 0 and every other token -inf, so `generate`
+    (run with `do_sample=False`) picks exactly the sampled token.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        order = None
+        if self.top_p < 1.0:
+            probs, order = probs.sort(dim=-1, descending=True)
+            probs = probs.masked_fill(probs.cumsum(-1) - probs >= self.top_p, 0.0)
+        cdf = probs.cumsum(-1)
+        u = torch.stack([torch.rand((), generator=g) for g in self.generators]).to(cdf.device)
+        picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp_(
+            max=cdf.shape[1] - 1
+        )
+        if order is not None:
+            picked = order.gather(1, picked)
+        return torch.full_like(scores, float("-inf")).scatter_(1, picked, 0.0)
+
+
+class StopOnStrings(StoppingCriteria):
+    """Stops each row once its new text contains a stop string; remembers how many tokens each row kept."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int, batch: int):
+        self.tokenizer = tokenizer
+        self.stops = list(stops)
+        self.prompt_len = prompt_len
+        self.window = 4 * max(len(s) for s in self.stops) + 2
+        self.stopped_at: list[int | None] = [None] * batch
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        generated = input_ids.shape[1] - self.prompt_len
+        tails = input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window) :].tolist()
+        for row, tail in enumerate(tails):
+            if self.stopped_at[row] is not None:
+                done[row] = True
+            elif any(s in self.tokenizer.decode(tail, skip_special_tokens=True) for s in self.stops):
+                self.stopped_at[row] = generated
+                done[row] = True
+        return done
+
+
+def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """`text` cut before the earliest stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class HFEngine:
+    """A local causal LM through transformers. `generate`/`score` take requests; `*_text` take rendered prompts."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+        name: str | None = None,
+        progress: bool = True,
+    ):
+        path = resolve_model(model)
+        self.device = _pick_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, self.device))
+        self.model.to(self.device).eval()
+        self.name = name or model
+        self.batch_size = batch_size
+        self.progress = progress
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.eos_ids = sorted(eos_ids)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
+
+    @classmethod
+    def from_config(cls, cfg: EngineConfig) -> HFEngine:
+        if not cfg.model:
+            raise ValueError("engine.model is required for the hf engine")
+        return cls(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+
+    def generate(
+        self, requests: Sequence[Request], n: int, sampling: SamplingParams
+    ) -> list[list[Completion]]:
+        return self.generate_text([render_prompt(self.tokenizer, r) for r in requests], n, sampling)
+
+    def score(self, requests: Sequence[Request], responses: Sequence[str]) -> list[TokenScores]:
+        return self.score_text([render_prompt(self.tokenizer, r) for r in requests], responses)
+
+    def close(self) -> None:
+        if self.device.type == "cuda":
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
+
+    def generate_text(
+        self, prompts: Sequence[str | list[int]], n: int, sampling: SamplingParams
+    ) -> list[list[Completion]]:
+        """`n` completions of each raw prompt (text, or token ids as the completions endpoint allows)."""
+        encoded = [p if isinstance(p, list) else encode_prompt(self.tokenizer, p) for p in prompts]
+        distinct = n if sampling.temperature > 0 else 1
+        jobs = sorted(
+            ((i, j) for i in range(len(encoded)) for j in range(distinct)), key=lambda ij: len(encoded[ij[0]])
+        )
+        results: list[list[Completion | None]] = [[None] * distinct for _ in encoded]
+        batches = list(_chunks(jobs, self.batch_size))
+        for batch in self._bar(batches, "generate"):
+            seeds = [row_seed(sampling.seed, encoded[i], j) for i, j in batch]
+            for (i, j), completion in zip(
+                batch, self._generate_batch([encoded[i] for i, _ in batch], seeds, sampling), strict=True
+            ):
+                results[i][j] = completion
+        return [[Completion(**vars(row[j % distinct])) for j in range(n)] for row in results]
+
+    def score_text(self, prompts: Sequence[str], responses: Sequence[str]) -> list[TokenScores]:
+        """Teacher-forced log-probs of each response after its raw prompt, tokenized as `encode_prompt_response`."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
+        prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
+        encoded = [encode_response(self.tokenizer, r) for r in responses]
+        logprobs = self.token_logprobs(
+            [p + ids for p, (ids, _) in zip(prompt_ids, encoded, strict=True)], [len(p) for p in prompt_ids]
+        )
+        return [
+            TokenScores(tokens=[self.tokenizer.decode([t]) for t in ids], logprobs=lp, offsets=offsets)
+            for (ids, offsets), lp in zip(encoded, logprobs, strict=True)
+        ]
+
+    @torch.inference_mode()
+    def token_logprobs(self, sequences: Sequence[list[int]], starts: Sequence[int]) -> list[list[float]]:
+        """log p(seq[k] | seq[:k]) for k >= starts[i], one forward pass per length-bucketed batch."""
+        if any(s < 1 for s in starts):
+            raise ValueError("token_logprobs: the first token has no context; starts must be >= 1")
+        results: list[list[float]] = [[] for _ in sequences]
+        order = sorted(
+            (i for i in range(len(sequences)) if len(sequences[i]) > starts[i]),
+            key=lambda i: len(sequences[i]),
+        )
+        for batch in self._bar(list(_chunks(order, self.batch_size)), "score"):
+            input_ids, mask = self._left_pad([sequences[i] for i in batch])
+            keep = max(len(sequences[i]) - starts[i] for i in batch) + 1
+            logits = self.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=self._positions(mask),
+                logits_to_keep=keep,
+            ).logits
+            for row, i in enumerate(batch):
+                count = len(sequences[i]) - starts[i]
+                targets = input_ids[row, -count:]
+                rows = torch.log_softmax(logits[row, keep - count - 1 : keep - 1].float(), dim=-1)
+                results[i] = rows.gather(1, targets.unsqueeze(1)).squeeze(1).tolist()
+        return results
+
+    @torch.inference_mode()
+    def _generate_batch(
+        self, prompts: list[list[int]], seeds: list[int], sampling: SamplingParams
+    ) -> list[Completion]:
+        input_ids, mask = self._left_pad(prompts)
+        prompt_len = input_ids.shape[1]
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_tokens,
+            do_sample=False,
+            num_beams=1,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+        )
+        processors = LogitsProcessorList()
+        if sampling.temperature > 0:
+            processors.append(RowSampler(seeds, sampling.temperature, sampling.top_p))
+        stopper = (
+            StopOnStrings(self.tokenizer, sampling.stop, prompt_len, len(prompts)) if sampling.stop else None
+        )
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            generation_config=config,
+            logits_processor=processors,
+            stopping_criteria=StoppingCriteriaList([stopper] if stopper else []),
+        )
+        completions = []
+        for row, new in enumerate(output[:, prompt_len:].tolist()):
+            stopped = stopper.stopped_at[row] if stopper else None
+            ends = [k for k, t in enumerate(new) if t in self.eos_ids]
+            if stopped is not None and (not ends or stopped <= ends[0]):
+                new, count, finish = new[:stopped], stopped, "stop"
+            elif ends:
+                new, count, finish = new[: ends[0]], ends[0] + 1, "stop"
+            else:
+                count, finish = len(new), "length"
+            text = self._detokenize(prompts[row][-DETOKENIZE_CONTEXT:], new)
+            text, hit = truncate_at_stop(text, sampling.stop)
+            completions.append(
+                Completion(text=text, finish_reason="stop" if hit else finish, num_tokens=count)
+            )
+        return completions
+
+    def _detokenize(self, context: list[int], new: list[int]) -> str:
+        head = self.tokenizer.decode(context, skip_special_tokens=True)
+        full = self.tokenizer.decode(context + new, skip_special_tokens=True)
+        return (
+            full[len(head) :]
+            if full.startswith(head)
+            else self.tokenizer.decode(new, skip_special_tokens=True)
+        )
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, r in enumerate(rows):
+            ids[k, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[k, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @staticmethod
+    def _positions(mask: torch.Tensor) -> torch.Tensor:
+        return (mask.cumsum(-1) - 1).clamp_(min=0)
+
+    def _bar(self, batches: list, what: str) -> Any:
+        return tqdm(
+            batches,
+            desc=f"{self.name}: {what}",
+            unit="batch",
+            leave=False,
+            disable=not self.progress or len(batches) < 2,
+        )

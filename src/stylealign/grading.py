@@ -1,0 +1,487 @@
+"""Answer extraction and equivalence, safe to run on 100K model outputs.
+
+`grade` compares an answer pulled from free-form text with a bare reference
+answer. Plain numbers are compared exactly in Python (GSM8K needs nothing
+more, and it is thousands of times faster than sympy); everything else goes
+to math-verify with its SIGALRM timeouts disabled, because those break in
+threads and Ray workers. `grade_batch` runs the slow items in worker
+processes and enforces the timeout itself: a worker stuck in sympy is killed
+and replaced, and its item counts as wrong and is reported. Model output is
+only ever parsed, never evaluated.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_HASHES = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
+_A_COLON = re.compile(r"^[ \t]*A:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_SENTENCE_END = re.compile(r"\.(?:\s|$)|,\s+(?:and|so|which|because|since|as|but)\b")
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_TEXT_GROUP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d,])")
+_LATEX_FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
+_UNIT_TAIL = re.compile(r"^(.*?\d)(?:\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}|\s+[A-Za-z][A-Za-z .]*)$")
+_SIX_DECIMALS = 10**6
+_BARE_MAX_CHARS = 80
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` or `\\fbox{...}` (balanced braces), or None."""
+    for match in reversed(list(_BOXED.finditer(text))):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i]
+    return None
+
+
+def _strip_delimiters(answer: str) -> str:
+    answer = answer.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if len(answer) > len(left) + len(right) and answer.startswith(left) and answer.endswith(right):
+            return answer[len(left) : -len(right)].strip()
+    return answer
+
+
+def _clean(answer: str) -> str:
+    """Trim sentence punctuation and math delimiters; "18 dollars" -> "18"."""
+    answer = _strip_delimiters(answer.strip().strip("*").rstrip(".").rstrip().strip("*"))
+    unit = _UNIT_TAIL.match(answer)
+    if unit and _NUMBER.fullmatch(unit.group(1).lstrip("$").replace("\\$", "").strip()):
+        answer = unit.group(1)
+    return answer.strip()
+
+
+def _sentence(text: str) -> str:
+    """The answer phrase after "the answer is": up to the end of the line or sentence."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    end = _SENTENCE_END.search(line)
+    return line[: end.start()] if end else line
+
+
+def _is_bare(text: str) -> bool:
+    """A short one-line text with no words is itself an answer (e.g. a predictions column of answers)."""
+    if "\n" in text or len(text) > _BARE_MAX_CHARS:
+        return False
+    return not _WORD.search(_LATEX_COMMAND.sub(" ", _TEXT_GROUP.sub(" ", text)))
+
+
+def extract_answer(text: str, *, last_number: bool = True) -> str | None:
+    """The final answer of a model output, in order: last \\boxed{}/\\fbox{}, `#### x`,
+    "the answer is x", "A: x", the whole text if it is a bare answer, then (if `last_number`)
+    the last number in the text."""
+    boxed = last_boxed(text)
+    if boxed is not None and boxed.strip():
+        return _clean(boxed)
+    for pattern, phrase in ((_HASHES, False), (_ANSWER_IS, True), (_A_COLON, False)):
+        matches = pattern.findall(text)
+        if matches:
+            candidate = _clean(_sentence(matches[-1]) if phrase else matches[-1])
+            if candidate:
+                return candidate
+    stripped = text.strip()
+    if stripped and boxed is None and _is_bare(stripped):
+        return _clean(stripped)
+    if last_number:
+        numbers = _NUMBER.findall(text)
+        if numbers:
+            return numbers[-1]
+    return None
+
+
+def reference_answer(text: str) -> str:
+    """A bare reference answer from a reference field that may hold a whole solution (`#### x`, `\\boxed{x}`)."""
+    if "####" in text or _BOXED.search(text):
+        return extract_answer(text, last_number=False) or text.strip()
+    return text.strip()
+
+
+def as_number(answer: str) -> Fraction | None:
+    """The exact value of a plain number ("1,000", "$18.50", "-3/4", "\\frac{3}{4}"), or None."""
+    s = answer.strip().replace("\\$", "").replace("$", "").replace("{,}", "").replace("\\!", "")
+    s = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), s.replace(" ", ""))
+    frac = _LATEX_FRAC.match(s)
+    if frac:
+        sign, num, den = frac.groups()
+        return None if int(den) == 0 else Fraction(int(num), int(den)) * (-1 if sign else 1)
+    num, _, den = s.partition("/")
+    if not _PLAIN_NUMBER.fullmatch(num) or (den and not den.isdigit()):
+        return None
+    if den and int(den) == 0:
+        return None
+    return Fraction(num) / (Fraction(int(den)) if den else 1)
+
+
+def _fast_verdict(answer: str, reference: str) -> bool | None:
+    """Exact numeric comparison where it provably agrees with math-verify, else None.
+
+    math-verify rounds floats to 6 decimals; values exact at 6 decimals are unchanged by that.
+    """
+    a, b = as_number(answer), as_number(reference)
+    if a is None or b is None:
+        return None
+    if a == b:
+        return True
+    if (a * _SIX_DECIMALS).denominator == 1 and (b * _SIX_DECIMALS).denominator == 1:
+        return False
+    return None
+
+
+def _math_verify(answer: str, reference: str) -> bool:
+    """LaTeX extraction only: math-verify's plain-expression path runs sympy's `parse_expr` (an eval)."""
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    latex = [LatexExtractionConfig()]
+    gold = parse(f"\\boxed{{{reference}}}", extraction_config=latex, parsing_timeout=None)
+    pred = parse(f"\\boxed{{{answer}}}", extraction_config=latex, parsing_timeout=None)
+    return bool(verify(gold, pred, timeout_seconds=None))
+
+
+def _quiet_math_verify() -> None:
+    """math-verify warns once per process that its timeouts are off: we enforce our own."""
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def equivalent(answer: str, reference: str) -> bool:
+    """Whether a bare answer equals a bare reference (numbers, LaTeX, sets, intervals, ...)."""
+    answer, reference = _clean(answer), _clean(reference)
+    if not answer or not reference:
+        return False
+    fast = _fast_verdict(answer, reference)
+    if fast is not None:
+        return fast
+    _quiet_math_verify()
+    return _math_verify(answer, reference)
+
+
+def grade(prediction_text: str, reference: str, *, last_number: bool = True) -> bool:
+    """Whether the final answer in `prediction_text` equals the bare `reference` answer.
+
+    No timeout here: call `grade_many` for untrusted output in bulk.
+    """
+    answer = extract_answer(prediction_text, last_number=last_number)
+    return answer is not None and equivalent(answer, reference)
+
+
+def fast_grade(prediction_text: str, reference: str, *, last_number: bool = True) -> bool | None:
+    """`grade` where it needs no sympy; None where math-verify has to decide."""
+    answer = extract_answer(prediction_text, last_number=last_number)
+    if answer is None or not answer.strip() or not _clean(reference):
+        return False
+    return _fast_verdict(_clean(answer), _clean(reference))
+
+
+@dataclass
+class BatchResult:
+    """Verdicts of a batch plus which items were cut off: index lists into the inputs."""
+
+    verdicts: list[bool]
+    timed_out: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def status(self, index: int) -> str:
+        if index in self.timed_out:
+            return "timeout"
+        return "error" if index in self.failed else "ok"
+
+
+_STARTUP_TIMEOUT = 300.0
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _serve() -> None:
+    """Worker loop (`python -m stylealign.grading --worker`): one JSON line in, one JSON line out."""
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the reply stream
+    _quiet_math_verify()
+    import math_verify  # noqa: F401 - import before saying ready, so item timeouts never pay for it
+
+    print(json.dumps("ready"), file=protocol, flush=True)
+    for line in sys.stdin:
+        index, prediction, reference, last_number = json.loads(line)
+        try:
+            reply = [index, grade(prediction, reference, last_number=last_number), None]
+        except Exception as err:  # a bad item must not take the batch down
+            reply = [index, False, f"{type(err).__name__}: {err}"]
+        print(json.dumps(reply), file=protocol, flush=True)
+
+
+class _Worker:
+    """A grading subprocess working on at most one item, with a deadline."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stylealign.grading", "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=env,
+        )
+        self.ready = False
+        self.index: int | None = None
+        self.deadline = time.monotonic() + _STARTUP_TIMEOUT
+
+    @property
+    def waiting(self) -> bool:
+        return not self.ready or self.index is not None
+
+    @property
+    def reusable(self) -> bool:
+        return self.ready and self.index is None and self.process.poll() is None
+
+    def give(self, index: int, prediction: str, reference: str, last_number: bool, timeout: float) -> None:
+        self.index, self.deadline = index, time.monotonic() + timeout
+        self.process.stdin.write(json.dumps([index, prediction, reference, last_number]) + "\n")
+        self.process.stdin.flush()
+
+    def read(self) -> Any:
+        """The next reply, or None if the worker died."""
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else None
+
+    def stop(self) -> None:
+        if self.waiting:
+            self.process.kill()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class _Idle:
+    """Ready workers kept between batches: a stage grading batch after batch pays sympy's import once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.workers: list[_Worker] = []
+        self.pid = os.getpid()
+
+    def take(self, count: int) -> list[_Worker]:
+        with self.lock:
+            if self.pid != os.getpid():  # a forked child must not talk to its parent's workers
+                self.workers, self.pid = [], os.getpid()
+            alive = [w for w in self.workers if w.process.poll() is None]
+            taken, self.workers = alive[:count], alive[count:]
+        return taken + [_Worker() for _ in range(count - len(taken))]
+
+    def give_back(self, workers: list[_Worker]) -> None:
+        """Keep the healthy idle ones (up to one per CPU), stop the rest."""
+        limit = os.cpu_count() or 1
+        stop = [w for w in workers if not w.reusable]
+        with self.lock:
+            for w in workers:
+                if w.reusable:
+                    (self.workers if len(self.workers) < limit else stop).append(w)
+        for w in stop:
+            w.stop()
+
+    def close(self) -> None:
+        with self.lock:
+            workers, self.workers = self.workers, []
+        if self.pid == os.getpid():
+            for w in workers:
+                w.stop()
+
+
+_IDLE = _Idle()
+atexit.register(_IDLE.close)
+
+
+def grade_batch(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    timeout: float = 5.0,
+    processes: int | None = None,
+    last_number: bool = True,
+) -> BatchResult:
+    """Grade pairs; items needing sympy run in `processes` worker processes, `timeout` seconds each.
+
+    An item over its time has its worker killed and replaced; it counts as wrong and is listed
+    in `timed_out`. Plain-number items never leave this process.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    result = BatchResult(verdicts=[False] * len(predictions))
+    pending: deque[int] = deque()
+    for i, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
+        verdict = fast_grade(prediction, reference, last_number=last_number)
+        if verdict is None:
+            pending.append(i)
+        else:
+            result.verdicts[i] = verdict
+    if not pending:
+        return result
+    workers = _IDLE.take(max(1, min(processes or os.cpu_count() or 1, len(pending))))
+    try:
+        while pending or any(w.index is not None for w in workers):
+            for w in workers:
+                if w.ready and w.index is None and pending:
+                    i = pending.popleft()
+                    w.give(i, predictions[i], references[i], last_number, timeout)
+            waiting = [w for w in workers if w.waiting]
+            wait(
+                [w.process.stdout for w in waiting],
+                max(0.0, min(w.deadline for w in waiting) - time.monotonic()),
+            )
+            for slot, w in enumerate(workers):
+                if not w.waiting:
+                    continue
+                readable = bool(wait([w.process.stdout], 0))
+                if not readable and time.monotonic() < w.deadline:
+                    continue
+                reply = w.read() if readable else None
+                if reply == "ready":
+                    w.ready = True
+                    continue
+                if reply is not None:
+                    index, verdict, error = reply
+                    result.verdicts[index] = verdict
+                    if error:
+                        result.failed[index] = error
+                    w.index = None
+                    continue
+                if not w.ready:
+                    raise RuntimeError(f"grading worker failed to start: {' '.join(w.process.args)}")
+                if readable:
+                    result.failed[w.index] = "worker process died"
+                else:
+                    result.timed_out.append(w.index)
+                w.stop()
+                workers[slot] = _Worker()
+    finally:
+        _IDLE.give_back(workers)
+    result.timed_out.sort()
+    if result.timed_out or result.failed:
+        log.warning(
+            "grading: %d item(s) timed out after %.1fs and %d failed, counted as wrong: %s",
+            len(result.timed_out),
+            timeout,
+            len(result.failed),
+            sorted(result.timed_out + list(result.failed))[:20],
+        )
+    return result
+
+
+def grade_many(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    *,
+    timeout: float = 5.0,
+    processes: int | None = None,
+    last_number: bool = True,
+) -> list[bool]:
+    """Verdicts only; see `grade_batch` for which items timed out."""
+    return grade_batch(
+        predictions, references, timeout=timeout, processes=processes, last_number=last_number
+    ).verdicts
+
+
+@dataclass
+class FileGrades:
+    """Per-row verdicts of a predictions file, plus the rows `skip_bad` left out."""
+
+    rows: list[dict[str, Any]]
+    skipped: list[Any]
+    timed_out: int
+    failed: int
+
+    @property
+    def correct(self) -> int:
+        return sum(row["correct"] for row in self.rows)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / len(self.rows) if self.rows else 0.0
+
+
+def grade_file(
+    path: str | Path,
+    *,
+    reference_field: str,
+    prediction_field: str,
+    out: str | Path | None = None,
+    timeout: float = 5.0,
+    processes: int | None = None,
+    last_number: bool = True,
+    skip_bad: bool = False,
+) -> FileGrades:
+    """Grade a JSONL / JSON / Parquet / CSV file of predictions; write per-row verdicts to `out` (JSONL)."""
+    from stylealign.datasets import good_rows, iter_rows
+
+    skipped: list[Any] = []
+    locations, ids, predictions, references = [], [], [], []
+    for row in good_rows(iter_rows(path), skip_bad, skipped):
+        for name in (reference_field, prediction_field):
+            if name not in row.values:
+                raise ValueError(
+                    f"{row.location}: no field {name!r} (fields: {', '.join(map(str, row.values))})"
+                )
+        locations.append(row.location)
+        ids.append(row.values.get("id"))
+        predictions.append(str(row.values[prediction_field] or ""))
+        references.append(reference_answer(str(row.values[reference_field] or "")))
+    batch = grade_batch(
+        predictions, references, timeout=timeout, processes=processes, last_number=last_number
+    )
+    rows = [
+        {
+            "location": location,
+            "id": ids[i],
+            "extracted": extract_answer(prediction, last_number=last_number),
+            "reference": reference,
+            "correct": batch.verdicts[i],
+            "status": batch.status(i),
+        }
+        for i, (location, prediction, reference) in enumerate(
+            zip(locations, predictions, references, strict=True)
+        )
+    ]
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        os.replace(tmp, out)
+    return FileGrades(rows=rows, skipped=skipped, timed_out=len(batch.timed_out), failed=len(batch.failed))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    _serve()

@@ -1,0 +1,223 @@
+"""The lab's world: multi-step arithmetic word problems with a known computation graph.
+
+Problems chain comparisons between people ("Anna has 3 times as many apples
+as Tom"), in the spirit of GSM8K, and may end by combining two results or
+pricing the last one. Every problem is generated from `(seed, index)` alone,
+so the world is deterministic; a hash of the question text assigns it to a
+split, so splits are disjoint by construction. `Problem.metadata` holds the
+JSON-able graph (`facts`, `nodes`, `subjects`, `item`) the checker and the
+renderers of each writing style read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from functools import lru_cache
+from typing import Any
+
+from stylealign.records import Problem, content_id
+
+NAMES = (
+    "Tom", "Anna", "Ben", "Maya", "Leo", "Sara", "Omar", "Nina", "Raj", "Lily", "Sam", "Eva", "Jack", "Mia",
+    "Noah", "Zoe", "Ivan", "Lucy", "Paul", "Emma", "Carl", "Rosa", "Dan", "Ella",
+)  # fmt: skip
+ITEMS = (
+    ("apple", "apples"), ("pencil", "pencils"), ("sticker", "stickers"), ("cookie", "cookies"),
+    ("marble", "marbles"), ("book", "books"), ("card", "cards"), ("egg", "eggs"), ("shell", "shells"),
+    ("coin", "coins"), ("balloon", "balloons"), ("stamp", "stamps"),
+)  # fmt: skip
+FRACTIONS = {2: "half", 3: "a third", 4: "a quarter"}
+DISTRACTORS = (
+    "{name} is {n} years old.",
+    "{name} lives {n} miles from school.",
+    "{name} has {n} {other}.",
+    "{name} walked {n} minutes to the park.",
+)
+SPLITS = {"test": (0, 10, 1000), "train": (10, 40, 5000), "pretrain": (40, 100, None)}
+"""split -> (first hash bucket, end bucket out of 100, default size)."""
+
+MAX_VALUE = 200
+
+
+def _relation(rng: random.Random, cur: int) -> tuple[str, int, int] | None:
+    """One comparison step from the current value: (op, operand, result), or None if none fits.
+
+    Numbers stay small (mostly two digits): the lab's difficulty is set so a CPU-sized student
+    learns the task but not all of its arithmetic.
+    """
+    options = ["+"]
+    if cur <= 25:
+        options.append("*")
+    if any(cur % b == 0 for b in FRACTIONS):
+        options.append("/")
+    if cur > 6:
+        options.append("-")
+    op = rng.choice(options)
+    if op == "+":
+        b = rng.randint(2, 15)
+        return op, b, cur + b
+    if op == "-":
+        b = rng.randint(2, min(15, cur - 3))
+        return op, b, cur - b
+    if op == "*":
+        b = rng.choice([2, 3, 4] if cur <= 12 else [2, 3])
+        return (op, b, cur * b) if cur * b <= MAX_VALUE else None
+    b = rng.choice([b for b in FRACTIONS if cur % b == 0])
+    return op, b, cur // b
+
+
+def generate(seed: int, index: int) -> dict[str, Any]:
+    """The graph of problem `index` of the world `seed` (pure: same inputs, same problem)."""
+    rng = random.Random(f"stylealign-lab:{seed}:{index}")
+    item, items = rng.choice(ITEMS)
+    n_rel = rng.randint(1, 4)
+    ending = rng.choice(["ask", "together", "cost"]) if n_rel < 4 else rng.choice(["together", "cost"])
+    if n_rel == 1 and ending == "ask":
+        ending = rng.choice(["together", "cost"])
+    names = rng.sample(NAMES, n_rel + 2)
+    start = rng.randint(4, 30)
+    facts: list[dict[str, Any]] = [{"id": "f0", "value": start, "text": f"{names[0]} has {start} {items}."}]
+    nodes: list[dict[str, Any]] = []
+    values = {names[0]: start}
+    prev, prev_id = names[0], "f0"
+    for i in range(1, n_rel + 1):
+        rel = _relation(rng, values[prev])
+        while rel is None:
+            rel = _relation(rng, values[prev])
+        op, b, value = rel
+        who = names[i]
+        if op == "+":
+            text = f"{who} has {b} more {items} than {prev}."
+        elif op == "-":
+            text = f"{who} has {b} fewer {items} than {prev}."
+        elif op == "*":
+            text = f"{who} has {b} times as many {items} as {prev}."
+        else:
+            text = f"{who} has {FRACTIONS[b]} as many {items} as {prev}."
+        facts.append({"id": f"f{i}", "value": b, "text": text})
+        nodes.append(
+            {"id": f"n{i}", "op": op, "args": [prev_id, f"f{i}"], "a": values[prev], "b": b, "value": value,
+             "subject": who, "ref": prev, "kind": "relation"}
+        )  # fmt: skip
+        values[who] = value
+        prev, prev_id = who, f"n{i}"
+    last = names[n_rel]
+    if ending == "together":
+        other = names[rng.randrange(n_rel)]
+        other_id = "f0" if other == names[0] else f"n{names.index(other)}"
+        value = values[last] + values[other]
+        nodes.append(
+            {"id": f"n{n_rel + 1}", "op": "+", "args": [prev_id, other_id], "a": values[last], "b": values[other],
+             "value": value, "subject": f"{last} and {other}", "ref": other, "kind": "together"}
+        )  # fmt: skip
+        ask = f"How many {items} do {last} and {other} have together?"
+    elif ending == "cost":
+        price = rng.randint(2, 6)
+        facts.append({"id": f"f{n_rel + 1}", "value": price, "text": f"Each {item} costs {price} dollars."})
+        value = values[last] * price
+        nodes.append(
+            {"id": f"n{n_rel + 1}", "op": "*", "args": [prev_id, f"f{n_rel + 1}"], "a": values[last], "b": price,
+             "value": value, "subject": last, "ref": last, "kind": "cost"}
+        )  # fmt: skip
+        ask = f"How many dollars are {last}'s {items} worth?"
+    else:
+        ask = f"How many {items} does {last} have?"
+    sentences = [f["text"] for f in facts]
+    distractor = None
+    if rng.random() < 0.4:
+        other_items = rng.choice([p for _, p in ITEMS if p != items])
+        template = rng.choice(DISTRACTORS)
+        distractor = {"value": rng.randint(3, 40), "text": ""}
+        distractor["text"] = template.format(name=names[-1], n=distractor["value"], other=other_items)
+        sentences.insert(rng.randint(1, len(sentences)), distractor["text"])
+    return {
+        "question": " ".join([*sentences, ask]),
+        "item": item,
+        "items": items,
+        "start": {"subject": names[0], "value": start},
+        "facts": facts,
+        "nodes": nodes,
+        "distractor": distractor,
+        "answer": nodes[-1]["value"],
+    }
+
+
+def gold_solution(graph: dict[str, Any]) -> str:
+    """The dataset's neutral reference style (GSM8K-like calculator annotations), neither student nor oracle."""
+    lines = []
+    for node in graph["nodes"]:
+        a, b, op, v = node["a"], node["b"], node["op"], node["value"]
+        if node["kind"] == "together":
+            lines.append(f"Together {node['subject']} have {a}{op}{b}=<<{a}{op}{b}={v}>>{v} {graph['items']}.")
+        elif node["kind"] == "cost":
+            lines.append(f"The {graph['items']} are worth {a}{op}{b}=<<{a}{op}{b}={v}>>{v} dollars.")
+        else:
+            lines.append(f"{node['subject']} has {a}{op}{b}=<<{a}{op}{b}={v}>>{v} {graph['items']}.")
+    lines.append(f"#### {graph['answer']}")
+    return "\n".join(lines)
+
+
+def _bucket(question: str) -> int:
+    return int(hashlib.sha256(question.encode("utf-8")).hexdigest()[:8], 16) % 100
+
+
+def to_problem(graph: dict[str, Any], seed: int, split: str) -> Problem:
+    metadata = {k: graph[k] for k in ("item", "items", "start", "facts", "nodes", "distractor")}
+    metadata.update(seed=seed, split=split)
+    return Problem(
+        id=f"lab-{content_id(seed, graph['question'])}",
+        question=graph["question"],
+        answer=str(graph["answer"]),
+        reference_solution=gold_solution(graph),
+        source="lab",
+        metadata=metadata,
+    )
+
+
+def iter_split(split: str, seed: int = 0):
+    """Problems of one split in a fixed order, without repeats (an endless generator)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown lab split {split!r}; choose from {sorted(SPLITS)}")
+    lo, hi, _ = SPLITS[split]
+    seen: set[str] = set()
+    index = 0
+    while True:
+        graph = generate(seed, index)
+        index += 1
+        question = graph["question"]
+        if lo <= _bucket(question) < hi and question not in seen:
+            seen.add(question)
+            yield to_problem(graph, seed, split)
+
+
+def load_lab_problems(split: str, limit: int | None = None, offset: int = 0, seed: int = 0) -> list[Problem]:
+    """Problems `offset .. offset+limit` of a split ("train", "test" or "pretrain", the student's own corpus)."""
+    size = SPLITS.get(split, (0, 0, None))[2]
+    if limit is None:
+        if size is None:
+            raise ValueError(f"lab split {split!r} is unbounded: pass a limit")
+        limit = max(size - offset, 0)
+    elif size is not None:
+        limit = max(min(limit, size - offset), 0)
+    problems = []
+    for i, problem in enumerate(iter_split(split, seed)):
+        if len(problems) >= limit:
+            break
+        if i >= offset:
+            problems.append(problem)
+    return problems
+
+
+def normalize_question(text: str) -> str:
+    return " ".join(text.split())
+
+
+@lru_cache(maxsize=4)
+def question_index(seed: int = 0) -> dict[str, Problem]:
+    """Every test and train problem of a world by its (whitespace-normalised) question."""
+    return {normalize_question(p.question): p for split in ("test", "train") for p in load_lab_problems(split, seed=seed)}
+
+
+def find_problem(question: str, seed: int = 0) -> Problem | None:
+    return question_index(seed).get(normalize_question(question))

@@ -1,0 +1,145 @@
+"""Pluggable reward scorers: how good a trace *looks*, stored per trace with the scorer's name.
+
+- "lab": the lab's step checker (`stylealign.lab.reward.process_reward`, the fraction of steps accepted).
+- "orm": a Hugging Face sequence-classification reward model on (question, solution); the score is the
+  single logit, or the probability of the last label for multi-label heads.
+- "prm": the same kind of model applied to every step prefix (steps cut at `step_separator`); a trace's
+  reward is the *minimum* step score, since one bad step spoils a solution (the mean is in `reward_steps`).
+- "judge": an LLM judge through any engine (the `judge` template), score parsed from `\\boxed{}`.
+- "none": no reward.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from stylealign.config import RewardConfig
+from stylealign.records import Problem
+
+if TYPE_CHECKING:
+    from stylealign.pipeline import RunContext
+
+
+class RewardScorer(Protocol):
+    name: str
+
+    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
+        """One dict per trace, at least {"reward": float | None}."""
+        ...
+
+
+class NoReward:
+    name = "none"
+
+    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
+        return [{"reward": None} for _ in texts]
+
+
+class LabReward:
+    name = "lab"
+
+    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
+        from stylealign.lab.reward import process_reward
+
+        return [{"reward": float(process_reward(p, t))} for p, t in zip(problems, texts, strict=True)]
+
+
+class ClassifierReward:
+    """ORM (whole solution) or PRM (every step prefix) with an `AutoModelForSequenceClassification`."""
+
+    def __init__(self, model: str, *, per_step: bool, separator: str = "\n\n", batch_size: int = 8):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from stylealign.models import resolve_model
+
+        path = resolve_model(model)
+        self.name = f"{'prm' if per_step else 'orm'}:{model}"
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.per_step, self.separator, self.batch_size = per_step, separator, batch_size
+        self._torch = torch
+
+    def _text(self, question: str, solution: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "user", "content": question}, {"role": "assistant", "content": solution}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return f"Question: {question}\nAnswer: {solution}"
+
+    def _scores(self, inputs: list[str]) -> list[float]:
+        out: list[float] = []
+        for i in range(0, len(inputs), self.batch_size):
+            batch = self.tokenizer(inputs[i : i + self.batch_size], return_tensors="pt", padding=True, truncation=True)
+            with self._torch.no_grad():
+                logits = self.model(**batch).logits.float()
+            if logits.shape[-1] == 1:
+                out.extend(logits[:, 0].tolist())
+            else:
+                out.extend(logits.softmax(-1)[:, -1].tolist())
+        return out
+
+    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
+        if not self.per_step:
+            values = self._scores([self._text(p.question, t) for p, t in zip(problems, texts, strict=True)])
+            return [{"reward": v} for v in values]
+        results = []
+        for problem, text in zip(problems, texts, strict=True):
+            parts = text.split(self.separator)
+            prefixes = [self.separator.join(parts[: i + 1]) for i in range(len(parts))]
+            steps = self._scores([self._text(problem.question, prefix) for prefix in prefixes])
+            results.append({"reward": min(steps), "reward_steps": steps, "reward_mean": sum(steps) / len(steps)})
+        return results
+
+
+_SCORE = re.compile(r"\\boxed\{\s*(-?\d+(?:\.\d+)?)\s*\}")
+
+
+def parse_judge_score(text: str) -> float:
+    """The last `\\boxed{number}` of a judge's answer; ValueError (a malformed answer) otherwise."""
+    found = _SCORE.findall(text)
+    if not found:
+        raise ValueError("no \\boxed{score} in the judge's answer")
+    return float(found[-1])
+
+
+class JudgeReward:
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        cfg = ctx.config.reward
+        self.engine_config = cfg.engine or (ctx.config.oracle.engine if ctx.config.oracle else None)
+        if self.engine_config is None:
+            raise ValueError("reward.type 'judge' needs reward.engine (or an oracle) to run the judge")
+        self.name = f"judge:{self.engine_config.model or self.engine_config.type}"
+
+    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
+        from stylealign.engines.base import SamplingParams
+        from stylealign.streams.retry import generate_with_retries
+
+        template = self.ctx.template("judge")
+        requests = [template.request(question=p.question, solution=t) for p, t in zip(problems, texts, strict=True)]
+        sampling = SamplingParams(temperature=0.0, max_tokens=self.ctx.config.sampling.max_tokens, seed=self.ctx.config.seed)
+        results = generate_with_retries(
+            self.ctx.engine(self.engine_config), requests, sampling,
+            retries=self.ctx.config.streams.oracle_retries, parse=parse_judge_score,
+        )
+        return [{"reward": r.value, **({"reward_error": r.error} if r.failed else {})} for r in results]
+
+
+def make_scorer(cfg: RewardConfig, ctx: RunContext) -> RewardScorer:
+    if cfg.type == "none":
+        return NoReward()
+    if cfg.type == "lab":
+        return LabReward()
+    if cfg.type in ("orm", "prm"):
+        if not cfg.model:
+            raise ValueError(f"reward.type {cfg.type!r} needs reward.model (a sequence-classification model)")
+        return ClassifierReward(cfg.model, per_step=cfg.type == "prm", separator=cfg.step_separator, batch_size=cfg.batch_size)
+    if cfg.type == "judge":
+        return JudgeReward(ctx)
+    raise ValueError(f"unknown reward.type {cfg.type!r}")

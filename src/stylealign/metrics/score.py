@@ -1,0 +1,121 @@
+"""score: fill every stream trace's metrics, then compare the streams side by side.
+
+Per trace (stage `scored_<name>`): adaptation cost under the student (nll,
+ppl, ppl_q1..q4, step_nll, loss_by_token), reward (with the scorer's name),
+and for refined streams the normalised edit distance to the parent. Per
+stream: coverage, correctness, reward, PPL global and per quarter, JS drift
+against the student's own samples, length / step ratios, edit distance and
+the tokens carrying most of the loss — printed as a table and written to
+`DIR/streams.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from stylealign.metrics.adaptation import adaptation_cost, top_loss_tokens
+from stylealign.metrics.aggregate import summarize
+from stylealign.metrics.drift import drift_stats, normalized_edit_distance, tokenizer_for
+from stylealign.metrics.reward import make_scorer
+from stylealign.pipeline import RunContext
+from stylealign.records import Trace, content_id
+from stylealign.store import work_key
+from stylealign.streams.batches import run_batches
+from stylealign.streams.context import BatchResult, WorkItem, engine_id, template_id
+from stylealign.streams.listing import stream_traces
+from stylealign.streams.sample import current_samples
+
+REFINED = {"oracle_refine", "sar", "sar_repair"}
+SCORE_BATCH = 32
+
+
+COLUMNS = {"stream": "stream", "traces": "n", "coverage": "cov", "correctness": "correct", "reward": "reward",
+           "ppl": "ppl", "ppl_q1": "q1", "ppl_q2": "q2", "ppl_q3": "q3", "ppl_q4": "q4", "js_drift": "js",
+           "edit_distance": "edit"}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def print_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
+    """Streams side by side: n = traces, cov = coverage, q1..q4 = PPL per response quarter, js = unigram JS drift."""
+    table = Table(title="streams", box=box.SIMPLE_HEAD, pad_edge=False)
+    for key, header in COLUMNS.items():
+        table.add_column(header, justify="left" if key == "stream" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*[_fmt(row.get(key)) for key in COLUMNS])
+    wide = Console(file=ctx.console.file, width=max(ctx.console.width, 120), force_terminal=ctx.console.is_terminal)
+    wide.print(table)
+
+
+def _drop_shadowing(ctx: RunContext, name: str, items: list[WorkItem]) -> None:
+    """Scored traces keep their stream trace's id, so a trace scored under other settings (reward, student) would
+    shadow its re-scored copy: such a stage is cleared and scored afresh."""
+    stage = ctx.store.stage(f"scored_{name}")
+    current = {item.parent.id: item.key for item in items}
+    if any(t.id in current and t.metrics.get("score_key") != current[t.id] for t in stage.records(Trace)):
+        stage.clear()
+
+
+def score_stage(ctx: RunContext) -> dict[str, Any]:
+    problems = {p.id: p for p in ctx.problems()}
+    samples = current_samples(ctx)
+    parents = {t.id: t.text for t in samples}
+    streams = {name: stream_traces(ctx.store, name) for name in ctx.streams}
+    for trace in streams.get("rft", []) or stream_traces(ctx.store, "rft"):
+        parents[trace.id] = trace.text
+    scorer = None
+    parts = {
+        "student": engine_id(ctx.config.student.engine),
+        "template": template_id(ctx.student_template()),
+        "reward": ctx.config.reward.model_dump(mode="json", exclude={"batch_size"}),
+    }
+
+    def build(batch: list[WorkItem], name: str) -> BatchResult:
+        nonlocal scorer
+        scorer = scorer or make_scorer(ctx.config.reward, ctx)
+        traces = [item.parent for item in batch]
+        costs = adaptation_cost(ctx.student(), [ctx.student_template().request(question=i.problem.question) for i in batch],
+                                [t.text for t in traces])
+        rewards = scorer.score([i.problem for i in batch], [t.text for t in traces])
+        result = BatchResult(done=[i.key for i in batch])
+        for item, trace, cost, reward in zip(batch, traces, costs, rewards, strict=True):
+            metrics = {**trace.metrics, **cost, **reward, "reward_model": scorer.name, "score_key": item.key}
+            if name in REFINED and trace.parent_id in parents:
+                metrics["edit_distance"] = normalized_edit_distance(parents[trace.parent_id], trace.text)
+            result.traces.append(dataclasses.replace(trace, metrics=metrics))
+        return result
+
+    tokenize, tokenizer_name = None, None
+    rows = []
+    for name, traces in streams.items():
+        items = [WorkItem(work_key("scored", trace=content_id(t.id, t.text), **parts), problems[t.problem_id], t)
+                 for t in traces if t.problem_id in problems]
+        _drop_shadowing(ctx, name, items)
+        run_batches(ctx.store, f"scored_{name}", items, lambda batch, n=name: build(batch, n), ctx.console, SCORE_BATCH)
+        ids = {t.id for t in traces}
+        scored = [t for t in ctx.store.stage(f"scored_{name}").records(Trace) if t.id in ids]
+        if tokenize is None:
+            tokenize, tokenizer_name = tokenizer_for(ctx.student())
+        row = {"stream": name, **summarize(scored, list(problems))}
+        row.update(drift_stats([t.text for t in scored], [t.text for t in samples], tokenize))
+        if name not in REFINED:
+            row["edit_distance"] = None
+        row["top_loss_tokens"] = top_loss_tokens([t.metrics.get("loss_by_token", {}) for t in scored])
+        row["reward_model"] = scored[0].metrics.get("reward_model") if scored else None
+        row["drift_tokenizer"] = tokenizer_name
+        row["oracle_failures"] = len(ctx.store.stage(f"failures_stream_{name}").records(Trace))
+        if name == "sar":
+            row["sar_accepted"] = sum(t.metrics.get("sar_outcome") == "accepted" for t in scored)
+        rows.append(row)
+    ctx.store.write_json("streams.json", rows)
+    print_table(ctx, rows)
+    return {"streams": len(rows), "traces": sum(r["traces"] for r in rows)}

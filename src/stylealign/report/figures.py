@@ -1,0 +1,123 @@
+"""The report's four figures as PNGs (matplotlib Agg): quality vs utility, cost vs utility, quarters, tokens.
+
+Every figure is always written; one without data says so on its canvas, so the
+page has the same shape whatever a run produced.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+FIGURES = {
+    "reward_vs_accuracy": "Reward vs accuracy after fine-tuning",
+    "cost_vs_accuracy": "Adaptation cost (student PPL) vs accuracy after fine-tuning",
+    "ppl_quarters": "Student perplexity per quarter of the response",
+    "loss_tokens": "Tokens carrying most of the student's loss, per stream",
+}
+QUARTERS = ("ppl_q1", "ppl_q2", "ppl_q3", "ppl_q4")
+
+
+def _empty(ax: Any, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _scatter(rows: list[dict[str, Any]], key: str, xlabel: str, base: float | None, ax: Any) -> None:
+    points = [r for r in rows if r.get(key) is not None and r.get("accuracy_after") is not None]
+    if not points:
+        _empty(ax, f"no stream has both {xlabel.lower()} and accuracy")
+        return
+    for r in points:
+        y = 100 * r["accuracy_after"]
+        low, high = r.get("accuracy_ci_low"), r.get("accuracy_ci_high")
+        yerr = [[y - 100 * low], [100 * high - y]] if low is not None and high is not None else None
+        ax.errorbar(r[key], y, yerr=yerr, fmt="o", capsize=4, markersize=8)
+        ax.annotate(r["stream"], (r[key], y), textcoords="offset points", xytext=(6, 6))
+    if base is not None:
+        ax.axhline(100 * base, linestyle="--", color="grey", label=f"base student {100 * base:.1f}%")
+        ax.legend(loc="best")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy after fine-tuning (%)")
+    ax.grid(alpha=0.3)
+
+
+def _quarters(rows: list[dict[str, Any]], ax: Any) -> None:
+    bars = [r for r in rows if all(r.get(q) is not None for q in QUARTERS)]
+    if not bars:
+        _empty(ax, "no per-quarter perplexity")
+        return
+    width = 0.8 / len(bars)
+    for i, r in enumerate(bars):
+        xs = [q + (i - (len(bars) - 1) / 2) * width for q in range(4)]
+        ax.bar(xs, [r[q] for q in QUARTERS], width=width, label=r["stream"])
+    ax.set_ylim(0, 1.3 * max(r[q] for r in bars for q in QUARTERS))
+    ax.set_xticks(range(4), ["Q1", "Q2", "Q3", "Q4"])
+    ax.set_ylabel("student perplexity")
+    ax.legend(loc="upper left", ncol=min(3, len(bars)))
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _token_items(value: Any, top: int) -> list[tuple[str, float]]:
+    """(token, share of loss) pairs from `top_loss_tokens`: dicts with token + share/nll, or pairs."""
+    items = []
+    for item in value or []:
+        if isinstance(item, dict):
+            weight = item.get("share", item.get("nll"))
+            items.append((str(item.get("token")), float(weight or 0.0)))
+        else:
+            items.append((str(item[0]), float(item[1])))
+    return items[:top]
+
+
+def _loss_tokens(rows: list[dict[str, Any]], top: int = 8) -> Any:
+    streams = [(r["stream"], _token_items(r.get("top_loss_tokens"), top)) for r in rows]
+    streams = [(s, items) for s, items in streams if items]
+    if not streams:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        _empty(ax, "no loss attribution")
+        return fig
+    cols = min(3, len(streams))
+    nrows = -(-len(streams) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 0.35 * top * nrows + 1.2), squeeze=False)
+    for ax, (stream, items) in zip(axes.flat, streams, strict=False):
+        labels = [repr(token) for token, _ in items][::-1]
+        ax.barh(labels, [100 * w for _, w in items][::-1], color="tab:red")
+        ax.set_title(stream)
+        ax.set_xlabel("share of loss (%)")
+    for ax in list(axes.flat)[len(streams) :]:
+        ax.axis("off")
+    return fig
+
+
+def make_figures(
+    rows: list[dict[str, Any]], base_accuracy: float | None, out_dir: str | Path
+) -> dict[str, Path]:
+    """Write the four PNGs into `out_dir`; returns name -> path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, title in FIGURES.items():
+        if name == "loss_tokens":
+            fig = _loss_tokens(rows)
+        else:
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            if name == "reward_vs_accuracy":
+                _scatter(rows, "reward", "Reward", base_accuracy, ax)
+            elif name == "cost_vs_accuracy":
+                _scatter(rows, "ppl", "Student PPL on the stream", base_accuracy, ax)
+            else:
+                _quarters(rows, ax)
+        fig.suptitle(title)
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths[name] = path
+    return paths

@@ -1,0 +1,87 @@
+"""One self-contained HTML page: inline style, figures as base64 PNGs, no scripts, nothing fetched."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from stylealign.report.figures import FIGURES
+from stylealign.report.table import COLUMNS, fmt
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.35rem 0.6rem; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f4f4f4; }
+.verdict { font-size: 1.1rem; background: #f7f7fb; border-left: 4px solid #557; padding: 0.8rem 1rem; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1rem; }
+figure { margin: 0; }
+figure#loss_tokens { grid-column: 1 / -1; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9rem; }
+"""
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _eval_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for model, summary in report["evaluation"]["models"].items():
+        for dataset, d in summary.get("datasets", {}).items():
+            rows.append(
+                [
+                    model,
+                    dataset,
+                    str(d["problems"]),
+                    f"{100 * d['avg_at_k']:.1f}%",
+                    f"{100 * d['ci_low']:.1f}–{100 * d['ci_high']:.1f}",
+                    f"{100 * d['pass_at_k']:.1f}%",
+                ]
+            )
+    return rows
+
+
+def render_html(report: dict[str, Any], figures: dict[str, Path]) -> str:
+    k = report["evaluation"]["k"]
+    stream_table = _table(
+        [header for _, header, _, _ in COLUMNS],
+        [[fmt(row, key, kind) for key, _, _, kind in COLUMNS] for row in report["streams"]],
+    )
+    eval_table = _table(
+        ["model", "test set", "problems", f"Avg@{k}", "95% CI", f"pass@{k}"],
+        _eval_rows(report),
+    )
+    images = []
+    for name, path in figures.items():
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        caption = html.escape(FIGURES.get(name, name))
+        images.append(
+            f'<figure id="{name}"><img alt="{caption}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    paradox = report["paradox"]
+    title = html.escape(f"stylealign report — {report['name']}")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
+<body>
+<h1>{title}</h1>
+<p class="verdict">{html.escape(paradox["sentence"])}<br>{html.escape(paradox["cost_sentence"])}</p>
+<h2>Streams</h2>
+<p>Accuracy is Avg@{k} (mean accuracy over {k} samples per problem, averaged over test sets) of the student
+fine-tuned on each stream; "acc before" is the base student. 95% CI: stratified bootstrap over problems.</p>
+{stream_table}
+<h2>Evaluation per test set</h2>
+{eval_table}
+<h2>Figures</h2>
+<div class="figures">{"".join(images)}</div>
+</body>
+</html>
+"""

@@ -1,0 +1,148 @@
+"""What every stream builder shares: the run, the problems, the student's samples, keys and helpers."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from stylealign.config import EngineConfig
+from stylealign.engines.base import Engine, Request, SamplingParams
+from stylealign.pipeline import RunContext
+from stylealign.prompts import PromptTemplate
+from stylealign.records import Problem, Trace, content_id
+from stylealign.store import work_key
+from stylealign.streams.retry import OracleResult, failure_record, generate_with_retries
+
+RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env"}
+
+
+def template_id(template: PromptTemplate) -> str:
+    return content_id(template.name, template.system, template.user)
+
+
+def engine_id(cfg: EngineConfig | None) -> dict[str, Any] | None:
+    """What in an engine config decides its outputs: throughput settings may change without redoing work."""
+    return None if cfg is None else cfg.model_dump(mode="json", exclude=RUNTIME_ONLY)
+
+
+@dataclass
+class WorkItem:
+    """One unit of keyed work: a problem, and the trace it works on (refines, scores) when there is one."""
+
+    key: str
+    problem: Problem
+    parent: Trace | None = None
+
+
+@dataclass
+class BatchResult:
+    traces: list[Trace] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failures: list[Trace] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def keep(self, item: WorkItem, trace: Trace) -> None:
+        """Keep `trace` as output of `item`; the work key ties it to the config that made it."""
+        trace.metrics["work_key"] = item.key
+        self.traces.append(trace)
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + n
+
+
+@dataclass
+class StreamContext:
+    run: RunContext
+    problems: list[Problem]
+    samples: dict[str, list[Trace]]
+
+    @classmethod
+    def from_run(cls, run: RunContext, samples: Sequence[Trace]) -> StreamContext:
+        by_problem: dict[str, list[Trace]] = defaultdict(list)
+        for trace in samples:
+            by_problem[trace.problem_id].append(trace)
+        for traces in by_problem.values():
+            traces.sort(key=lambda t: t.metrics.get("sample_index", 0))
+        return cls(run=run, problems=run.problems(), samples=dict(by_problem))
+
+    @property
+    def config(self):
+        return self.run.config
+
+    def student(self) -> Engine:
+        return self.run.student()
+
+    def oracle(self) -> Engine:
+        return self.run.oracle()
+
+    @cached_property
+    def student_template(self) -> PromptTemplate:
+        return self.run.student_template()
+
+    def student_request(self, problem: Problem, prefix: str = "") -> Request:
+        return self.student_template.request(question=problem.question, prefix=prefix, id=problem.id)
+
+    def key(self, stream: str, problem: Problem, *, parent: Trace | None = None, **parts: Any) -> str:
+        """Content key of one item: stream, engines, templates, sampling, seed, problem and parent text."""
+        return work_key(
+            f"stream_{stream}",
+            student=engine_id(self.config.student.engine),
+            student_template=template_id(self.student_template),
+            seed=self.config.seed,
+            problem=content_id(problem.id, problem.question, problem.answer),
+            parent=content_id(parent.id, parent.text) if parent else None,
+            **parts,
+        )
+
+    def oracle_parts(self, *templates: str) -> dict[str, Any]:
+        oracle = self.config.oracle
+        return {
+            "oracle": engine_id(oracle.engine if oracle else None),
+            "templates": [template_id(self.run.template(name, oracle.system if oracle else None)) for name in templates],
+            "sampling": self.oracle_sampling().to_dict(),
+            "retries": self.config.streams.oracle_retries,
+        }
+
+    def oracle_template(self, name: str) -> PromptTemplate:
+        oracle = self.config.oracle
+        return self.run.template(name, oracle.system if oracle else None)
+
+    def oracle_sampling(self, attempt: int = 0) -> SamplingParams:
+        """A fresh seed per attempt, so a retried refinement can differ (at temperature > 0)."""
+        s, streams = self.config.sampling, self.config.streams
+        return SamplingParams(
+            temperature=s.temperature if streams.oracle_temperature is None else streams.oracle_temperature,
+            top_p=s.top_p,
+            max_tokens=streams.oracle_max_tokens or s.max_tokens,
+            seed=self.config.seed + 1000 * attempt,
+        )
+
+    def student_sampling(self) -> SamplingParams:
+        s = self.config.sampling
+        return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=self.config.seed)
+
+    def ask_oracle(
+        self, stream: str, items: Sequence[WorkItem], requests: Sequence[Request], template: str, result: BatchResult,
+        *, parse=lambda text: text, attempt: int = 0,
+    ) -> list[OracleResult]:
+        """Oracle answers for `requests` (one per item); failures become records in `result.failures`."""
+        oracle = self.oracle()
+        answers = generate_with_retries(
+            oracle, requests, self.oracle_sampling(attempt), retries=self.config.streams.oracle_retries, parse=parse
+        )
+        for item, answer in zip(items, answers, strict=True):
+            if answer.failed:
+                result.failures.append(failure_record(stream, item.key, item.problem.id, template, oracle.name, answer))
+                result.count("oracle_failures")
+        return answers
+
+    def exemplars(self, pool: Sequence[Trace], problem: Problem) -> list[str]:
+        """`streams.sar.exemplars` of the student's correct traces on *other* problems, chosen reproducibly."""
+        others = [t for t in pool if t.problem_id != problem.id]
+        n = min(self.config.streams.sar.exemplars, len(others))
+        rng = random.Random(content_id(self.config.seed, problem.id))
+        return [t.text for t in rng.sample(others, n)]

@@ -1,0 +1,110 @@
+"""rft: rejection sampling — the student's own correct samples, cleaned and selected.
+
+Selection: one per problem (`first`, `random`, or `lowest_cost`: the lowest
+student NLL), or `all_distinct`: every correct sample whose reasoning differs,
+deduplicated by its sequence of equations (or of numbers when it has none),
+as in Yuan et al. 2023.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from stylealign.grading import grade_many
+from stylealign.metrics.adaptation import adaptation_cost
+from stylealign.records import Trace, content_id
+from stylealign.streams.cleaning import clean_text
+from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+
+NAME = "rft"
+
+_EQUATION = re.compile(r"[\d.()][\d.\s+\-*/×÷^()]*=\s*-?[\d.,]*\d")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def reasoning_signature(text: str) -> tuple[str, ...]:
+    """The equations a trace writes (whitespace-free), or its numbers if it writes none."""
+    equations = [re.sub(r"\s+", "", e) for e in _EQUATION.findall(text)]
+    return ("eq", *equations) if equations else ("num", *_NUMBER.findall(text))
+
+
+def plan(sc: StreamContext) -> list[WorkItem]:
+    cfg = sc.config.streams.rft
+    items = []
+    for p in sc.problems:
+        correct = [t for t in sc.samples.get(p.id, []) if t.correct]
+        if correct:
+            key = sc.key(NAME, p, selection=cfg.selection, clean=cfg.clean, samples=[t.id for t in correct])
+            items.append(WorkItem(key, p))
+    return items
+
+
+def _candidates(sc: StreamContext, item: WorkItem) -> list[Trace]:
+    """Correct samples of the item's problem as rft traces, cleaned where configured."""
+    out = []
+    for sample in sc.samples[item.problem.id]:
+        if not sample.correct:
+            continue
+        cleaned = clean_text(sample.text, sample.metrics.get("finish_reason") == "length") if sc.config.streams.rft.clean else None
+        metrics = {"selection": sc.config.streams.rft.selection, "cleaning": cleaned.actions if cleaned else []}
+        if cleaned and cleaned.actions:
+            metrics["cleaned_chars"] = cleaned.removed_chars
+        text = cleaned.text if cleaned else sample.text
+        out.append(
+            Trace(id=content_id(NAME, sample.id, text), problem_id=sample.problem_id, text=text, stream=NAME,
+                  parent_id=sample.id, model=sample.model, template=sample.template, sampling=sample.sampling,
+                  seed=sample.seed, correct=True, metrics=metrics)
+        )
+    return out
+
+
+def _undo_breaking_cleaning(sc: StreamContext, traces: list[Trace]) -> None:
+    """Restore the original text of any trace whose cleaning changed its graded answer."""
+    cleaned = [t for t in traces if t.metrics["cleaning"]]
+    problems = {p.id: p for p in sc.problems}
+    verdicts = grade_many([t.text for t in cleaned], [problems[t.problem_id].answer for t in cleaned])
+    originals = {s.id: s for samples in sc.samples.values() for s in samples}
+    for trace, ok in zip(cleaned, verdicts, strict=True):
+        if not ok:
+            trace.text = originals[trace.parent_id].text
+            trace.id = content_id(NAME, trace.parent_id, trace.text)
+            trace.metrics.update(cleaning=[], cleaning_reverted=True)
+            trace.metrics.pop("cleaned_chars", None)
+
+
+def _select(sc: StreamContext, item: WorkItem, candidates: list[Trace]) -> list[Trace]:
+    policy = sc.config.streams.rft.selection
+    if policy == "first":
+        return candidates[:1]
+    if policy == "random":
+        return [random.Random(content_id(sc.config.seed, item.problem.id)).choice(candidates)]
+    if policy == "all_distinct":
+        seen: set[tuple[str, ...]] = set()
+        kept = []
+        for trace in candidates:
+            signature = reasoning_signature(trace.text)
+            if signature not in seen:
+                seen.add(signature)
+                kept.append(trace)
+        return kept
+    return [min(candidates, key=lambda t: t.metrics["nll"])]
+
+
+def build(sc: StreamContext, items: list[WorkItem]) -> BatchResult:
+    result = BatchResult(done=[item.key for item in items])
+    per_item = [_candidates(sc, item) for item in items]
+    flat = [t for candidates in per_item for t in candidates]
+    _undo_breaking_cleaning(sc, flat)
+    if sc.config.streams.rft.selection == "lowest_cost":
+        problems = {p.id: p for p in sc.problems}
+        costs = adaptation_cost(sc.student(), [sc.student_request(problems[t.problem_id]) for t in flat], [t.text for t in flat])
+        for trace, cost in zip(flat, costs, strict=True):
+            trace.metrics.update(nll=cost["nll"], ppl=cost["ppl"])
+    for item, candidates in zip(items, per_item, strict=True):
+        kept = _select(sc, item, candidates)
+        for trace in kept:
+            trace.metrics["candidates"] = len(candidates)
+            result.keep(item, trace)
+        result.count("cleaned", sum(bool(t.metrics["cleaning"]) for t in kept))
+    return result

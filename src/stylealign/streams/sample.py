@@ -1,0 +1,72 @@
+"""sample: k student samples per problem, graded — the raw material of rft, sar and sar_repair."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stylealign.engines.base import SamplingParams
+from stylealign.grading import grade_many
+from stylealign.pipeline import RunContext
+from stylealign.records import Trace, content_id
+from stylealign.store import work_key
+from stylealign.streams.batches import run_batches
+from stylealign.streams.context import BatchResult, WorkItem, engine_id, template_id
+
+STAGE = "samples"
+
+
+def _sampling(ctx: RunContext) -> SamplingParams:
+    s = ctx.config.sampling
+    return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=ctx.config.seed)
+
+
+def _items(ctx: RunContext) -> list[WorkItem]:
+    cfg = ctx.config
+    engine_cfg = engine_id(cfg.student.engine)
+    template, sampling = template_id(ctx.student_template()), _sampling(ctx).to_dict()
+    return [
+        WorkItem(
+            work_key(STAGE, model=engine_cfg, template=template, sampling=sampling, k=cfg.sampling.k,
+                     seed=cfg.seed, problem=content_id(p.id, p.question, p.answer)),
+            p,
+        )
+        for p in ctx.problems()
+    ]
+
+
+def current_samples(ctx: RunContext) -> list[Trace]:
+    """The samples the current config asks for (a run dir may also hold samples of earlier configs)."""
+    ids = {content_id(item.key, j) for item in _items(ctx) for j in range(ctx.config.sampling.k)}
+    return [t for t in ctx.store.stage(STAGE).records(Trace) if t.id in ids]
+
+
+def sample_stage(ctx: RunContext) -> dict[str, Any]:
+    s = ctx.config.sampling
+    sampling = _sampling(ctx)
+    template = ctx.student_template()
+    items = _items(ctx)
+
+    def build(batch: list[WorkItem]) -> BatchResult:
+        student = ctx.student()
+        groups = student.generate([template.request(question=i.problem.question, id=i.problem.id) for i in batch], s.k, sampling)
+        flat = [(item, j, c) for item, group in zip(batch, groups, strict=True) for j, c in enumerate(group)]
+        verdicts = grade_many([c.text for _, _, c in flat], [item.problem.answer for item, _, _ in flat])
+        traces = [
+            Trace(
+                id=content_id(item.key, j), problem_id=item.problem.id, text=c.text, stream="sample", model=student.name,
+                template=template.name, sampling=sampling.to_dict(), seed=sampling.seed, correct=ok,
+                metrics={"sample_index": j, "finish_reason": c.finish_reason, "num_tokens": c.num_tokens},
+            )
+            for (item, j, c), ok in zip(flat, verdicts, strict=True)
+        ]
+        return BatchResult(traces=traces, done=[i.key for i in batch])
+
+    counts = run_batches(ctx.store, STAGE, items, build, ctx.console, batch_size=16)
+    current = current_samples(ctx)
+    solved = {t.problem_id for t in current if t.correct}
+    return {
+        "samples": len(current),
+        "accuracy": round(sum(bool(t.correct) for t in current) / len(current), 4) if current else 0.0,
+        "solved": len(solved),
+        "new": counts.get("new", 0),
+    }

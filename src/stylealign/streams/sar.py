@@ -1,0 +1,84 @@
+"""sar: Style-Aligned Refinement — the oracle repairs each rft trace while imitating the student.
+
+The oracle sees the trace plus `streams.sar.exemplars` of the student's own
+correct traces (template `sar`). The acceptance gate keeps a refinement only
+if its answer verifies *and* the student's mean NLL on it exceeds the
+parent's by at most `cost_margin` nats/token; otherwise it asks again (up to
+`max_attempts`) and finally keeps the parent. `metrics["sar_outcome"]` says
+which ("accepted" / "kept_parent"), with the attempts and why each was
+rejected. Items whose every attempt failed at the oracle are left undone, so
+a rerun tries them again instead of silently keeping the parent.
+"""
+
+from __future__ import annotations
+
+from stylealign.metrics.adaptation import adaptation_cost
+from stylealign.records import Trace, content_id
+from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.verified import oracle_traces
+
+NAME = "sar"
+TEMPLATE = "sar"
+
+
+def plan(sc: StreamContext, parents: list[Trace]) -> list[WorkItem]:
+    problems = {p.id: p for p in sc.problems}
+    parts = {**sc.oracle_parts(TEMPLATE), "sar": sc.config.streams.sar.model_dump()}
+    return [WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t) for t in parents]
+
+
+def _kept_parent(item: WorkItem, metrics: dict) -> Trace:
+    parent = item.parent
+    return Trace(
+        id=content_id(NAME, item.key, "parent"), problem_id=parent.problem_id, text=parent.text, stream=NAME,
+        parent_id=parent.id, model=parent.model, template=parent.template, sampling=parent.sampling,
+        seed=parent.seed, correct=parent.correct, metrics={**metrics, "sar_outcome": "kept_parent"},
+    )
+
+
+def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchResult:
+    cfg = sc.config.streams.sar
+    template = sc.oracle_template(TEMPLATE)
+    student = sc.student()
+    result = BatchResult()
+    parent_nll = [c["nll"] for c in adaptation_cost(student, [sc.student_request(i.problem) for i in items], [i.parent.text for i in items])]
+    rejections: list[list[str]] = [[] for _ in items]
+    pending = list(range(len(items)))
+    for attempt in range(cfg.max_attempts):
+        if not pending:
+            break
+        batch = [items[i] for i in pending]
+        requests = [
+            template.request(question=it.problem.question, solution=it.parent.text, exemplars=sc.exemplars(pool, it.problem), id=it.parent.id)
+            for it in batch
+        ]
+        traces = oracle_traces(sc, NAME, batch, requests, TEMPLATE, result, attempt)
+        verified = [(i, t) for i, t in zip(pending, traces, strict=True) if t is not None and t.correct]
+        costs = adaptation_cost(student, [sc.student_request(items[i].problem) for i, _ in verified], [t.text for _, t in verified])
+        cost_of = {i: c["nll"] for (i, _), c in zip(verified, costs, strict=True)}
+        still = []
+        for i, trace in zip(pending, traces, strict=True):
+            if trace is None:
+                rejections[i].append("oracle_failure")
+            elif not trace.correct:
+                rejections[i].append("wrong_answer")
+            elif cost_of[i] - parent_nll[i] > cfg.cost_margin:
+                rejections[i].append(f"cost_rise:{cost_of[i] - parent_nll[i]:.4f}")
+            else:
+                trace.metrics.update(
+                    sar_outcome="accepted", sar_attempts=attempt + 1, rejections=rejections[i],
+                    nll=cost_of[i], parent_nll=parent_nll[i], nll_delta=cost_of[i] - parent_nll[i],
+                )
+                result.keep(items[i], trace)
+                result.done.append(items[i].key)
+                result.count("accepted")
+                continue
+            still.append(i)
+        pending = still
+    for i in pending:
+        if all(r == "oracle_failure" for r in rejections[i]):
+            continue
+        result.keep(items[i], _kept_parent(items[i], {"sar_attempts": len(rejections[i]), "rejections": rejections[i], "parent_nll": parent_nll[i]}))
+        result.done.append(items[i].key)
+        result.count("kept_parent")
+    return result

@@ -1,0 +1,181 @@
+"""sar_repair: reach problems the student never solved, keeping most of the student's own tokens.
+
+For a problem with no correct sample: locate the first wrong step of a student
+trace (the oracle with the ProcessBench-style `locate_error` prompt, or the
+lab's step checker), keep the student's prefix before it byte-for-byte, let
+the oracle rewrite that one step in the student's style (`repair_step`), and
+let the student continue from there (`continuations` samples). The verified
+completion with the lowest student NLL is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from stylealign.engines.base import Request
+from stylealign.grading import grade_many
+from stylealign.metrics.adaptation import adaptation_cost
+from stylealign.prompts import PromptTemplate
+from stylealign.records import Trace, content_id
+from stylealign.steps import split_steps, tag_paragraphs
+from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+
+NAME = "sar_repair"
+LOCATE, REPAIR = "locate_error", "repair_step"
+_INDEX = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
+
+
+def step_mode(text: str) -> str:
+    """Paragraphs, or lines when the trace is a single paragraph."""
+    return "paragraph" if len(split_steps(text, "paragraph")) > 1 else "line"
+
+
+def trace_steps(text: str) -> list[str]:
+    """The trace's steps in `step_mode`; "".join(steps) == text."""
+    return split_steps(text, step_mode(text))
+
+
+def parse_step_index(text: str) -> int:
+    found = _INDEX.findall(text)
+    if not found:
+        raise ValueError("no \\boxed{index} in the locator's answer")
+    index = int(found[-1])
+    if index < -1:
+        raise ValueError(f"step index {index} is not -1 or a step")
+    return index
+
+
+def _repair_request(template: PromptTemplate, id: str, **variables: Any) -> Request:
+    """Render `repair_step`; its `prefix` variable (the steps so far) would collide with `PromptTemplate.request`'s
+    assistant-prefix argument, so the template is rendered here."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    system = env.from_string(template.system).render(**variables) if template.system else None
+    return Request.from_prompt(env.from_string(template.user).render(**variables), system=system, id=id)
+
+
+def plan(sc: StreamContext) -> list[WorkItem]:
+    cfg = sc.config.streams.sar_repair
+    parts = {**sc.oracle_parts(LOCATE, REPAIR), "sar_repair": cfg.model_dump(), "exemplars": sc.config.streams.sar.exemplars,
+             "sampling": sc.student_sampling().to_dict()}
+    items = []
+    for p in sc.problems:
+        samples = sc.samples.get(p.id, [])
+        if _attempts(sc, p.id) and not any(t.correct for t in samples):
+            items.append(WorkItem(sc.key(NAME, p, samples=[t.id for t in samples], **parts), p))
+    return items[: cfg.max_problems] if cfg.max_problems else items
+
+
+def _attempts(sc: StreamContext, problem_id: str) -> list[Trace]:
+    """The problem's samples that have any text to repair."""
+    return [t for t in sc.samples.get(problem_id, []) if t.text.strip()]
+
+
+def _locate_lab(sc: StreamContext, items: list[WorkItem]) -> list[tuple[Trace, int] | None]:
+    """The wrong sample whose first error comes latest (the longest native prefix), per item."""
+    from stylealign.lab.checker import first_error_step
+
+    out = []
+    for item in items:
+        located = [(t, first_error_step(item.problem, t.text, step_mode(t.text))) for t in _attempts(sc, item.problem.id)]
+        out.append(max(located, key=lambda pair: pair[1] if pair[1] >= 0 else len(trace_steps(pair[0].text)) - 1))
+    return out
+
+
+def _locate_oracle(sc: StreamContext, items: list[WorkItem], result: BatchResult) -> list[tuple[Trace, int] | None]:
+    """The oracle's earliest wrong step of each problem's first sample (an index past the end means the last step)."""
+    template = sc.oracle_template(LOCATE)
+    firsts = [_attempts(sc, item.problem.id)[0] for item in items]
+    requests = [
+        template.request(question=item.problem.question, tagged_solution=tag_paragraphs(trace_steps(s.text)), id=s.id)
+        for item, s in zip(items, firsts, strict=True)
+    ]
+    answers = sc.ask_oracle(NAME, items, requests, LOCATE, result, parse=parse_step_index)
+    return [
+        None if a.failed else (s, min(a.value, len(trace_steps(s.text)) - 1))
+        for s, a in zip(firsts, answers, strict=True)
+    ]
+
+
+@dataclass
+class _Repair:
+    """One problem's repair: the student sample, its first wrong step, the kept prefix and the oracle's fix."""
+
+    item: WorkItem
+    sample: Trace
+    index: int
+    prefix: str
+    wrong: str
+    fixed: str = ""
+
+    @property
+    def head(self) -> str:
+        """What the student continues from: its own prefix, byte-for-byte, then the repaired step."""
+        return self.prefix + self.fixed
+
+
+def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchResult:
+    cfg = sc.config.streams.sar_repair
+    result = BatchResult()
+    located = _locate_lab(sc, items) if cfg.locator == "lab" else _locate_oracle(sc, items, result)
+    jobs = []
+    for item, found in zip(items, located, strict=True):
+        if found is not None:
+            sample, index = found
+            steps = trace_steps(sample.text)
+            index = index if index >= 0 else len(steps) - 1
+            jobs.append(_Repair(item, sample, index, "".join(steps[:index]), steps[index]))
+    if not jobs:
+        return result
+
+    template = sc.oracle_template(REPAIR)
+    requests = [
+        _repair_request(template, job.sample.id, question=job.item.problem.question, prefix=job.prefix,
+                        wrong_step=job.wrong, exemplars=sc.exemplars(pool, job.item.problem))
+        for job in jobs
+    ]
+    repaired = []
+    for job, answer in zip(jobs, sc.ask_oracle(NAME, [j.item for j in jobs], requests, REPAIR, result), strict=True):
+        if not answer.failed:
+            job.fixed = answer.text.strip() + job.wrong[len(job.wrong.rstrip()) :]
+            repaired.append(job)
+    if not repaired:
+        return result
+
+    student = sc.student()
+    sampling = sc.student_sampling()
+    groups = student.generate([sc.student_request(j.item.problem, prefix=j.head) for j in repaired], cfg.continuations, sampling)
+    flat = [(job, job.head + c.text) for job, group in zip(repaired, groups, strict=True) for c in group]
+    verdicts = grade_many([text for _, text in flat], [job.item.problem.answer for job, _ in flat])
+    verified = [pair for pair, ok in zip(flat, verdicts, strict=True) if ok]
+    costs = adaptation_cost(student, [sc.student_request(job.item.problem) for job, _ in verified], [t for _, t in verified])
+    best: dict[int, tuple[float, str]] = {}
+    for (job, text), cost in zip(verified, costs, strict=True):
+        if id(job) not in best or cost["nll"] < best[id(job)][0]:
+            best[id(job)] = (cost["nll"], text)
+    counts = Counter(id(job) for job, _ in verified)
+
+    oracle_name = sc.oracle().name
+    for job in repaired:
+        result.done.append(job.item.key)
+        if id(job) not in best:
+            result.count("unrepaired")
+            continue
+        nll, text = best[id(job)]
+        metrics = {
+            "locator": cfg.locator, "error_step": job.index, "prefix_chars": len(job.prefix), "repair_chars": len(job.fixed),
+            "native_fraction": 1 - len(job.fixed) / len(text), "oracle": oracle_name, "verified": counts[id(job)],
+            "continuations": cfg.continuations, "nll": nll,
+        }
+        result.keep(
+            job.item,
+            Trace(id=content_id(NAME, job.item.key, text), problem_id=job.item.problem.id, text=text, stream=NAME,
+                  parent_id=job.sample.id, model=student.name, template=REPAIR, sampling=sampling.to_dict(),
+                  seed=sampling.seed, correct=True, metrics=metrics),
+        )
+        result.count("repaired")
+    return result

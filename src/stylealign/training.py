@@ -1,0 +1,281 @@
+"""Fine-tune the student on one stream with TRL: same budget for every stream, loss on the response only.
+
+Examples are tokenized here, not by TRL, with `encode_prompt_response`, the
+rule scoring and sampling use: the prompt is `render_prompt(tokenizer,
+request)` (the one chat-template rule), the response is tokenized on its own
+after it and closed with EOS, and every prompt token gets label -100. TRL
+gets a pre-tokenized dataset and never re-applies a chat template.
+
+A training run is keyed by its content (base model, examples, settings). Its
+directory holds `checkpoints/` (resumed after a kill) and, once finished,
+`model/`: a full model directory (LoRA adapters merged) that every engine
+loads like any other model, with `stylealign_training.json` beside the weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stylealign.config import EngineConfig, TrainingConfig
+from stylealign.engines.base import Request, encode_prompt_response
+from stylealign.records import content_id
+
+TRAINING_INFO = "stylealign_training.json"
+IGNORE_INDEX = -100
+
+
+def _quiet_progress() -> Any:
+    """HF's progress bar with the latest loss as its postfix, instead of a printed dict per log step."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+
+    return QuietProgress()
+
+
+def encode_example(
+    tokenizer: Any, request: Request, response: str, max_length: int | None = None
+) -> dict[str, list[int]]:
+    """`input_ids` as scoring tokenizes them (`encode_prompt_response`) + EOS; `labels` mask the prompt with -100."""
+    ids, prompt_len = encode_prompt_response(tokenizer, request, response)
+    input_ids = ids + [tokenizer.eos_token_id]
+    labels = [IGNORE_INDEX] * prompt_len + input_ids[prompt_len:]
+    if max_length is not None:
+        input_ids, labels = input_ids[:max_length], labels[:max_length]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def training_key(base_model: str, examples: Sequence[tuple[Request, str]], cfg: TrainingConfig) -> str:
+    """Changes whenever the base model, the data or a setting changes, so stale checkpoints are never resumed."""
+    data = [(list(req.messages), req.prefix, response) for req, response in examples]
+    return content_id("train", str(base_model), cfg.model_dump(mode="json"), content_id(data))
+
+
+def finished_model(out_dir: str | Path, key: str | None = None) -> Path | None:
+    """The trained model directory under `out_dir` if training finished (for `key`, when given)."""
+    info = Path(out_dir) / "model" / TRAINING_INFO
+    if not info.is_file():
+        return None
+    if key is not None and json.loads(info.read_text(encoding="utf-8")).get("key") != key:
+        return None
+    return info.parent
+
+
+def _complete_checkpoint(out_dir: Path) -> Path | None:
+    """The newest checkpoint whose trainer state was written (it is written last); partial ones are removed."""
+    ckpt_root = out_dir / "checkpoints"
+    if not ckpt_root.is_dir():
+        return None
+    newest: tuple[int, Path] | None = None
+    for path in ckpt_root.glob("checkpoint-*"):
+        try:
+            step = int(path.name.rsplit("-", 1)[1])
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        if newest is None or step > newest[0]:
+            newest = (step, path)
+    return newest[1] if newest else None
+
+
+def _prepare_out_dir(out_dir: Path, key: str) -> None:
+    """Start over when `out_dir` holds checkpoints of different data or settings."""
+    key_file = out_dir / "training_key"
+    if key_file.is_file() and key_file.read_text(encoding="utf-8").strip() != key:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out_dir / "model", ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key, encoding="utf-8")
+
+
+def fine_tune(
+    base_model_dir: str | Path,
+    examples: Sequence[tuple[Request, str]],
+    cfg: TrainingConfig,
+    out_dir: str | Path,
+    *,
+    callbacks: Sequence[Any] = (),
+) -> Path:
+    """Train on (request, response) pairs into `out_dir/model`; resumes from `out_dir/checkpoints`, skips if done.
+
+    `callbacks` are `transformers.TrainerCallback`s (progress hooks, early interruption in tests).
+    """
+    if not examples:
+        raise ValueError(f"fine_tune({out_dir}): no examples to train on")
+    out_dir = Path(out_dir)
+    key = training_key(str(base_model_dir), examples, cfg)
+    done = finished_model(out_dir, key)
+    if done is not None:
+        return done
+    _prepare_out_dir(out_dir, key)
+
+    import datasets
+    import torch
+    import transformers
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    cuda = torch.cuda.is_available()
+    bf16 = cfg.bf16 if cfg.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{base_model_dir}: the tokenizer has no EOS token, so a response could never end")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset = Dataset.from_list(
+        [encode_example(tokenizer, req, resp, cfg.max_length) for req, resp in examples]
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        str(base_model_dir), dtype=torch.bfloat16 if bf16 else torch.float32
+    )
+
+    peft_config = None
+    if cfg.lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        args = SFTConfig(
+            output_dir=str(out_dir / "checkpoints"),
+            loss_type=cfg.loss,
+            max_steps=cfg.max_steps,
+            learning_rate=cfg.learning_rate,
+            per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            warmup_steps=cfg.warmup_ratio,
+            lr_scheduler_type="linear",
+            max_length=cfg.max_length,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            bf16=bf16,
+            use_cpu=not cuda,
+            save_strategy="steps",
+            save_steps=cfg.save_steps,
+            save_total_limit=2,
+            logging_steps=max(1, cfg.max_steps // 10),
+            report_to="none",
+            log_level="error",
+            disable_tqdm=False,
+            dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_quiet_progress())
+    checkpoint = _complete_checkpoint(out_dir)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trained = trainer.model
+    if peft_config is not None:
+        trained = trained.merge_and_unload()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    info = {
+        "key": key,
+        "base_model": str(base_model_dir),
+        "examples": len(examples),
+        "tokens": sum(sum(label != IGNORE_INDEX for label in row) for row in dataset["labels"]),
+        "steps": trainer.state.global_step,
+        "resumed_from": checkpoint.name if checkpoint else None,
+        "train_loss": result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "seconds": round(time.perf_counter() - start, 2),
+        "config": cfg.model_dump(mode="json"),
+    }
+    tmp = out_dir / f".model.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trained.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    shutil.rmtree(out_dir / "model", ignore_errors=True)
+    os.replace(tmp, out_dir / "model")
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    del trainer, trained, model
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return out_dir / "model"
+
+
+def stream_examples(ctx: Any, stream: str) -> list[tuple[Request, str]]:
+    """The (student request, trace text) pairs of the current traces of one stream, in the student's template."""
+    from stylealign.streams.listing import stream_traces
+
+    problems = {p.id: p for p in ctx.problems()}
+    template = ctx.student_template()
+    examples = []
+    for trace in stream_traces(ctx.store, stream):
+        problem = problems.get(trace.problem_id)
+        if problem is None:
+            raise ValueError(
+                f"stream {stream!r}: trace {trace.id} names unknown problem {trace.problem_id!r}"
+            )
+        examples.append((template.request(question=problem.question), trace.text))
+    return examples
+
+
+def weights_spec(engine: EngineConfig) -> str:
+    """Which weights an engine config runs (a ray engine's live in its actors' config)."""
+    spec = engine.model or (engine.actor.model if engine.actor is not None else None)
+    if not spec:
+        raise ValueError("student.engine.model: training needs the student's weights (a model dir or hub id)")
+    return spec
+
+
+def with_weights(engine: EngineConfig, model: str) -> EngineConfig:
+    """The same engine config running other weights (a trained model directory)."""
+    if engine.actor is not None:
+        return engine.model_copy(update={"actor": with_weights(engine.actor, model)})
+    return engine.model_copy(update={"model": model})
+
+
+def train_stage(ctx: Any) -> dict[str, Any]:
+    """One model per selected stream into DIR/train/<stream>/model, all with the same budget and seed."""
+    from stylealign.models import resolve_model
+
+    ctx.release_engines()
+    base = resolve_model(weights_spec(ctx.config.student.engine))
+    trained, skipped, details = [], [], {}
+    for stream in ctx.streams:
+        examples = stream_examples(ctx, stream)
+        if not examples:
+            skipped.append(stream)
+            details[stream] = {"skipped": "no traces"}
+            continue
+        ctx.console.print(f"training on [bold]{stream}[/] ({len(examples)} examples)")
+        model_dir = fine_tune(base, examples, ctx.config.training, ctx.store.root / "train" / stream)
+        details[stream] = json.loads((model_dir / TRAINING_INFO).read_text(encoding="utf-8"))
+        details[stream].pop("config", None)
+        trained.append(stream)
+    ctx.store.write_json("train/summary.json", details)
+    return {"trained": ",".join(trained) or "-", "skipped (no traces)": ",".join(skipped) or "-"}

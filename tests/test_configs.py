@@ -1,0 +1,29 @@
+"""The shipped experiment configs load, and say what they promise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stylealign.config import STREAMS, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_demo_config_is_the_lab_on_cpu() -> None:
+    cfg = load_config(CONFIGS / "demo.yaml")
+    assert cfg.student.engine.type == "hf" and cfg.student.engine.model == "lab:student"
+    assert cfg.oracle is not None and cfg.oracle.engine.type == "lab-oracle"
+    assert cfg.problems.source == "lab" and cfg.reward.type == "lab"
+    assert cfg.evaluation.datasets[0].source == "lab" and cfg.evaluation.datasets[0].split == "test"
+    assert set(cfg.streams.enabled) == set(STREAMS)
+
+
+def test_paper_config_mirrors_the_paper() -> None:
+    cfg = load_config(CONFIGS / "qwen2.5-math-1.5b.yaml")
+    assert cfg.student.engine.model == "Qwen/Qwen2.5-Math-1.5B" and cfg.student.template == "qwen_math"
+    assert (cfg.sampling.k, cfg.sampling.temperature) == (8, 1.0)
+    assert cfg.oracle is not None and cfg.oracle.engine.type == "openai" and cfg.oracle.engine.base_url
+    assert cfg.training.loss == "dft" and cfg.training.learning_rate == pytest.approx(5e-5)
+    assert cfg.evaluation.k == 16 and "math500" in [d.source for d in cfg.evaluation.datasets]

@@ -1,0 +1,213 @@
+"""Grading on the real bundled data, known non-equivalences, extraction, and the process-level timeout."""
+
+from __future__ import annotations
+
+import json
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stylealign.cli import app
+from stylealign.datasets import DATA_DIR, clean_gsm8k_solution
+from stylealign.grading import (
+    as_number,
+    equivalent,
+    extract_answer,
+    grade,
+    grade_batch,
+    grade_file,
+    grade_many,
+    reference_answer,
+)
+
+HANGS = r"so the answer is \boxed{9^{9^{9^{9}}}}"  # sympy tries to evaluate the power tower forever
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_every_gsm8k_answer_grades_equal_to_itself():
+    answers = [clean_gsm8k_solution(row["answer"])[0] for row in _lines(DATA_DIR / "gsm8k" / "test.jsonl")]
+    assert len(answers) == 1319
+    outputs = [f"Adding it all up gives the total, so the answer is \\boxed{{{a}}}." for a in answers]
+    assert all(grade_many(outputs, answers, processes=2))
+    shifted = answers[1:] + answers[:1]
+    verdicts = grade_many(outputs[1:] + outputs[:1], answers, processes=2)
+    assert verdicts == [as_number(a) == as_number(b) for a, b in zip(shifted, answers, strict=True)]
+    assert verdicts.count(False) > 1250
+
+
+def test_every_math500_answer_grades_equal_to_itself():
+    answers = [row["answer"] for row in _lines(DATA_DIR / "math500" / "test.jsonl")]
+    assert len(answers) == 500
+    outputs = [f"Putting the pieces together, so the answer is \\boxed{{{a}}}." for a in answers]
+    result = grade_batch(outputs, answers, processes=2, timeout=60)
+    assert result.timed_out == [] and result.failed == {}
+    assert [answers[i] for i, ok in enumerate(result.verdicts) if not ok] == []
+
+
+NOT_EQUIVALENT = [
+    ("17", "18"),
+    ("-5", "5"),
+    ("1000001", "1000000"),
+    ("0.333", r"\frac{1}{3}"),
+    (r"\frac{1}{3}", r"\frac{1}{2}"),
+    (r"\sqrt{2}", "2"),
+    (r"3\pi", "3"),
+    ("x^2", "x^3"),
+    ("2x", "2"),
+    ("(1,2)", "(2,1)"),
+    ("[1,2)", "[1,2]"),
+    (r"\{1,2\}", r"\{1,3\}"),
+    (r"\text{Evelyn}", r"\text{Bob}"),
+    ("100", "1,000"),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"\left( 3, \frac{\pi}{3} \right)"),
+    ("", "5"),
+]
+
+EQUIVALENT = [
+    ("1,000", "1000"),
+    (r"\$18", "18"),
+    ("18.00", "18"),
+    ("0.5", r"\frac{1}{2}"),
+    (r"\dfrac{3}{4}", "0.75"),
+    ("3/4", r"\frac34"),
+    ("0.333333", r"\frac{1}{3}"),
+    (r"50\%", "50"),
+    (r"10\text{ cm}", "10"),
+    ("18 dollars", "18"),
+    (r"\{2,1\}", r"\{1,2\}"),
+    (r"(3,\pi/2)", r"\left( 3, \frac{\pi}{2} \right)"),
+    ("x=2", "2"),
+    (r"\frac{\sqrt{8}}{2}", r"\sqrt{2}"),
+]
+
+
+@pytest.mark.parametrize(("answer", "reference"), NOT_EQUIVALENT)
+def test_known_non_equivalent_pairs(answer, reference):
+    assert not equivalent(answer, reference)
+
+
+@pytest.mark.parametrize(("answer", "reference"), EQUIVALENT)
+def test_known_equivalent_pairs(answer, reference):
+    assert equivalent(answer, reference)
+
+
+def test_batch_agrees_with_single_grading():
+    pairs = NOT_EQUIVALENT + EQUIVALENT
+    outputs = [f"The answer is ${a}$." if a else "no idea" for a, _ in pairs]
+    expected = [grade(o, r) for o, (_, r) in zip(outputs, pairs, strict=True)]
+    assert grade_many(outputs, [r for _, r in pairs], processes=2) == expected
+    assert expected == [False] * len(NOT_EQUIVALENT) + [True] * len(EQUIVALENT)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"First \boxed{1}, then so the answer is \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),
+        (r"nested \boxed{\left\{ 1, \{2\} \right\}} end", r"\left\{ 1, \{2\} \right\}"),
+        (r"\fbox{42}", "42"),
+        ("Janet sells 9 eggs.\n#### 1,234", "1,234"),
+        ("So 3 + 4 = 7. The answer is 7.", "7"),
+        ("The final answer is: $\\frac{3}{4}$.", r"\frac{3}{4}"),
+        ("Therefore, the answer is 3.5 apples. Done.", "3.5"),
+        ("The answer is 18 dollars.", "18"),
+        ("Answer: -12", "-12"),
+        ("The answer is **42**.", "42"),
+        ("The answer is 5, and we are done.", "5"),
+        (r"The answer is $(1, 2)$, since both work.", "(1, 2)"),
+        ("Q: how many?\nA: 42", "42"),
+        (r"\frac{1}{2}", r"\frac{1}{2}"),
+        ("There were 5 then 7 and finally 12 birds", "12"),
+        ("He paid $1,250.50 in total", "1,250.50"),
+        ("no numbers at all", None),
+        ("", None),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_last_number_fallback_is_configurable():
+    assert extract_answer("we get 5 and then 7 cats", last_number=False) is None
+    assert not grade("we get 5 and then 7 cats", "7", last_number=False)
+    assert grade("we get 5 and then 7 cats", "7")
+
+
+def test_reference_answer_and_numbers():
+    assert reference_answer("Work.\n#### 72") == "72"
+    assert reference_answer(r"So \boxed{x+1}.") == "x+1"
+    assert reference_answer(" 5 ") == "5"
+    assert as_number("-3/4") == Fraction(-3, 4)
+    assert as_number(r"\frac{3}{4}") == Fraction(3, 4)
+    assert as_number("1,234.5") == Fraction(24690, 20)
+    assert as_number("1/0") is None and as_number("x") is None and as_number("1,2,3") is None
+
+
+def test_a_hanging_item_is_killed_and_the_rest_are_graded():
+    outputs = [HANGS, r"\boxed{\frac{\pi}{2}}", r"\boxed{x^2}", "the answer is 7", r"\boxed{\{1,2\}}"]
+    references = ["5", r"\pi/2", "x^3", "7", r"\{2,1\}"]
+    start = time.monotonic()
+    result = grade_batch(outputs, references, timeout=2.0, processes=2)
+    assert time.monotonic() - start < 120
+    assert result.timed_out == [0]
+    assert result.verdicts == [False, True, False, True, True]
+    assert [result.status(i) for i in range(5)] == ["timeout", "ok", "ok", "ok", "ok"]
+
+
+def test_grade_cli_writes_verdicts_and_skips_bad_rows(tmp_path):
+    source = tmp_path / "preds.jsonl"
+    source.write_text(
+        json.dumps({"id": "a", "ref": "Work.\n#### 18", "out": "so the answer is 18."})
+        + "\n"
+        + json.dumps({"id": "b", "ref": r"\frac{1}{2}", "out": r"\boxed{0.5}"})
+        + "\nnot json\n"
+        + json.dumps({"id": "c", "ref": "5", "out": "I think 6"})
+        + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "verdicts.jsonl"
+    runner = CliRunner()
+    args = ["grade", str(source), "--reference-field", "ref", "--prediction-field", "out", "--out", str(out)]
+    failed = runner.invoke(app, args)
+    assert failed.exit_code == 1 and "preds.jsonl:3" in failed.output.replace("\n", "")
+    done = runner.invoke(app, [*args, "--skip-bad"])
+    assert done.exit_code == 0, done.output
+    assert "accuracy=0.6667 (2/3)" in done.output and "preds.jsonl:3" in done.output.replace("\n", "")
+    verdicts = _lines(out)
+    assert [(v["id"], v["correct"], v["extracted"]) for v in verdicts] == [
+        ("a", True, "18"),
+        ("b", True, "0.5"),
+        ("c", False, "6"),
+    ]
+    assert verdicts[2]["location"].endswith("preds.jsonl:4")
+
+
+def test_grade_file_reads_csv_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {"answer": ["3", "4"], "completion": ["so it is \\boxed{3}", "The answer is 5."]}
+    pq.write_table(pa.table(rows), tmp_path / "p.parquet")
+    (tmp_path / "p.csv").write_text(
+        'answer,completion\n3,The answer is 3.\n4,"Hence, 4.5"\n', encoding="utf-8"
+    )
+    for name in ("p.parquet", "p.csv"):
+        result = grade_file(tmp_path / name, reference_field="answer", prediction_field="completion")
+        assert [row["correct"] for row in result.rows] == [True, False]
+    with pytest.raises(ValueError, match="p.csv:2: no field 'prediction'"):
+        grade_file(tmp_path / "p.csv", reference_field="answer", prediction_field="prediction")
+
+
+def test_idle_workers_are_reused_across_batches():
+    from stylealign.grading import _IDLE
+
+    grade_batch([r"\boxed{x+1}"], ["1+x"], processes=1)
+    pids = {w.process.pid for w in _IDLE.workers}
+    assert pids
+    assert grade_many([r"\boxed{\sqrt{4}}"], ["2"], processes=1) == [True]
+    assert {w.process.pid for w in _IDLE.workers} & pids

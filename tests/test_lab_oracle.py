@@ -1,0 +1,134 @@
+"""The lab oracle: its four operations, and its Engine answering every built-in oracle prompt."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+
+from stylealign.config import EngineConfig
+from stylealign.engines import EngineError, Request, SamplingParams, load_engine
+from stylealign.lab.checker import first_error_step
+from stylealign.lab.oracle import LabOracle, LabOracleEngine
+from stylealign.lab.styles import student_solution
+from stylealign.lab.world import load_lab_problems
+from stylealign.prompts import load_template
+from stylealign.steps import split_steps, tag_paragraphs
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return [p for p in load_lab_problems("train", limit=60) if len(p.metadata["nodes"]) >= 3]
+
+
+@pytest.fixture(scope="module")
+def oracle() -> LabOracle:
+    return LabOracle()
+
+
+def corrupt(problem, step_index: int) -> str:
+    """The student's solution with one arithmetic slip at `step_index`, carried through the later steps."""
+    meta = problem.metadata
+    nodes = [dict(n) for n in meta["nodes"]]
+    k = step_index - 1
+    nodes[k]["value"] += 1
+    for later in nodes[k + 1 :]:
+        later["a"] = nodes[nodes.index(later) - 1]["value"]
+        later["value"] = {"+": later["a"] + later["b"], "-": later["a"] - later["b"], "*": later["a"] * later["b"]}.get(
+            later["op"], later["value"]
+        )
+    return student_solution({**meta, "nodes": nodes})
+
+
+def test_solve_and_refine_are_correct_and_in_the_oracle_style(problems, oracle):
+    for problem in problems:
+        student = student_solution(problem.metadata)
+        for text in (oracle.solve(problem), oracle.refine(problem, student)):
+            assert first_error_step(problem, text) == -1
+            assert "\\(" in text and f"\\boxed{{{problem.answer}}}" in text
+            assert "The answer is" not in text
+        assert len(split_steps(oracle.refine(problem, student))) == len(split_steps(student))
+        assert oracle.solve(problem) != oracle.refine(problem, student)
+
+
+def test_style_aligned_refinement_keeps_a_correct_trace_byte_identical(problems, oracle):
+    for problem in problems:
+        student = student_solution(problem.metadata)
+        assert oracle.refine_style_aligned(problem, student) == student
+        odd = student.replace("\n\n", "\n \n", 1) + "\n"
+        assert oracle.refine_style_aligned(problem, odd) == odd
+
+
+def test_style_aligned_refinement_changes_only_the_wrong_step_and_its_dependants(problems, oracle):
+    checked = 0
+    for problem in problems:
+        if any(n["op"] == "/" for n in problem.metadata["nodes"]):
+            continue  # the carry-through in `corrupt` keeps divisions exact only without them
+        right = student_solution(problem.metadata)
+        for step_index in (1, 2):
+            wrong = corrupt(problem, step_index)
+            assert oracle.locate_first_error(problem, wrong) == step_index
+            fixed = oracle.refine_style_aligned(problem, wrong)
+            assert fixed == right
+            assert split_steps(fixed)[:step_index] == split_steps(wrong)[:step_index]
+            checked += 1
+    assert checked >= 10
+
+
+def test_style_aligned_refinement_keeps_foreign_wording_around_a_fixed_equation(problems, oracle):
+    problem = problems[0]
+    steps = split_steps(student_solution(problem.metadata))
+    node = problem.metadata["nodes"][0]
+    steps[1] = f"so then it is {node['a']}  {node['op']}  {node['b']} = {node['value'] + 7} in all\n\n"
+    fixed = split_steps(oracle.refine_style_aligned(problem, "".join(steps)))
+    assert fixed[1] == f"so then it is {node['a']}  {node['op']}  {node['b']} = {node['value']} in all\n\n"
+    assert fixed[0] == steps[0]
+
+
+def test_repair_step_rewrites_one_step_in_the_student_style(problems, oracle):
+    problem = problems[1]
+    right = split_steps(student_solution(problem.metadata))
+    wrong = split_steps(corrupt(problem, 2))
+    assert oracle.repair_step(problem, "".join(wrong[:2]), wrong[2]) == right[2]
+    assert oracle.repair_step(problem, "".join(right[:-1]), "The answer is 1.") == f"The answer is {problem.answer}."
+
+
+def _ask(engine, template: str, **variables) -> str:
+    """Render a built-in template's user text (by hand: `prefix` is also a template variable) and ask."""
+    prompt = load_template(template)
+    request = Request.from_prompt(jinja2.Template(prompt.user).render(**variables), system=prompt.system)
+    return engine.generate([request], 2, SamplingParams(temperature=0))[0][0].text
+
+
+def test_engine_answers_every_oracle_template(problems, oracle):
+    engine = load_engine(EngineConfig(type="lab-oracle"))
+    assert isinstance(engine, LabOracleEngine) and engine.name == "lab:oracle"
+    problem = problems[2]
+    student = student_solution(problem.metadata)
+    wrong = corrupt(problem, 1)
+    examples = [student_solution(p.metadata) for p in problems[3:5]]
+    assert _ask(engine, "solve", question=problem.question) == oracle.solve(problem)
+    assert _ask(engine, "refine", question=problem.question, solution=wrong) == oracle.refine(problem, wrong)
+    assert _ask(engine, "sar", question=problem.question, solution=wrong, exemplars=examples) == student
+    tagged = tag_paragraphs(split_steps(wrong))
+    assert _ask(engine, "locate_error", question=problem.question, tagged_solution=tagged) == "\\boxed{1}"
+    tagged_ok = tag_paragraphs(split_steps(student))
+    assert _ask(engine, "locate_error", question=problem.question, tagged_solution=tagged_ok) == "\\boxed{-1}"
+    steps = split_steps(wrong)
+    repaired = _ask(engine, "repair_step", question=problem.question, prefix="".join(steps[:1]), wrong_step=steps[1], exemplars=examples)
+    assert repaired == split_steps(student)[1].strip()
+
+
+def test_engine_refuses_what_it_cannot_do(problems):
+    engine = LabOracleEngine.from_config(EngineConfig(type="lab-oracle"))
+    assert "not one of them" in _ask(engine, "solve", question="What is the integral of x^2?")
+    with pytest.raises(EngineError, match="unrecognised prompt"):
+        engine.generate([Request.from_prompt("Tell me a joke.")], 1, SamplingParams())
+    with pytest.raises(EngineError, match="no token probabilities"):
+        engine.score([Request.from_prompt("x")], ["y"])
+    request = load_template("solve").request(question=problems[0].question)
+    whole = engine.generate([request], 1, SamplingParams())[0][0].text
+    prefix = whole.split("\n\n")[0] + "\n\n"
+    continued = engine.generate([Request(messages=request.messages, prefix=prefix)], 1, SamplingParams())[0][0].text
+    assert prefix + continued == whole
+    stopped = engine.generate([request], 1, SamplingParams(stop=("\n\n",)))[0][0].text
+    assert stopped == whole.split("\n\n")[0]

@@ -1,0 +1,143 @@
+"""The run store: shards, content keys, manifest, and a real SIGKILL halfway through a stage."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from stylealign.records import Problem, Trace
+from stylealign.store import RunStore, work_key
+
+
+def _trace(i: int) -> Trace:
+    return Trace(id=f"t{i}", problem_id=f"p{i}", text=f"solution {i}", stream="sample", metrics={"i": i})
+
+
+def test_commit_done_keys_and_records(tmp_path):
+    stage = RunStore(tmp_path).stage("samples")
+    assert stage.done_keys() == set() and stage.records(Trace) == []
+    stage.commit([_trace(0), _trace(1)], ["k0", "k1"])
+    stage.commit([], ["k2"])  # finished work that produced no record is remembered too
+    stage.commit([_trace(1), _trace(3)], ["k3"])
+    assert stage.done_keys() == {"k0", "k1", "k2", "k3"}
+    assert [t.id for t in stage.records(Trace)] == ["t0", "t1", "t3"]
+    assert stage.records(Trace)[2] == _trace(3)
+    reopened = RunStore(tmp_path).stage("samples")
+    assert reopened.done_keys() == {"k0", "k1", "k2", "k3"}
+    with pytest.raises(TypeError, match="holds Trace records"):
+        reopened.records(Problem)
+    with pytest.raises(TypeError, match="one record type"):
+        reopened.commit([_trace(5), Problem(id="p", question="q", answer="1")], ["k5"])
+    reopened.clear()
+    assert reopened.done_keys() == set()
+
+
+def test_work_key_depends_on_every_part():
+    base = {
+        "model": "m",
+        "prompt": "student",
+        "sampling": {"temperature": 1.0, "top_p": 1.0},
+        "seed": 0,
+        "problem": "p1",
+    }
+    key = work_key("sample", **base)
+    assert key == work_key("sample", **dict(reversed(list(base.items()))))
+    assert key != work_key("score", **base)
+    for part, other in (
+        ("model", "m2"),
+        ("prompt", "sar"),
+        ("sampling", {"temperature": 0.7, "top_p": 1.0}),
+        ("seed", 1),
+    ):
+        assert key != work_key("sample", **{**base, part: other})
+
+
+def test_manifest_records_config_history_and_stages(tmp_path):
+    store = RunStore(tmp_path, config={"seed": 0})
+    first = store.manifest()["config_hash"]
+    RunStore(tmp_path, config={"seed": 0})
+    assert len(store.manifest()["config_history"]) == 1
+    store = RunStore(tmp_path, config={"seed": 1})
+    manifest = store.manifest()
+    assert manifest["config_hash"] != first and len(manifest["config_history"]) == 2
+    assert not store.is_done("load")
+    store.mark_done("load", {"problems": 3})
+    assert store.is_done("load") and store.manifest()["stages"]["load"]["summary"] == {"problems": 3}
+    store.write_json("streams.json", [{"stream": "rft"}])
+    assert store.read_json("streams.json") == [{"stream": "rft"}]
+
+
+ITEMS = 3000
+BATCH = 10
+# A stage as real stages are written: skip done keys, commit each batch of records with its keys.
+# Each record is large so a SIGKILL is likely to land while a shard is being written.
+CHILD = """
+import sys
+from stylealign.records import Trace
+from stylealign.store import RunStore, work_key
+
+root, items, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+stage = RunStore(root).stage("samples")
+done = stage.done_keys()
+todo = [i for i in range(items) if work_key("sample", item=i) not in done]
+for start in range(0, len(todo), batch):
+    chunk = todo[start : start + batch]
+    records = [
+        Trace(id=f"t{i}", problem_id=f"p{i}", text=f"trace {i} " + "x" * 20000, stream="sample", metrics={"i": i})
+        for i in chunk
+    ]
+    stage.commit(records, [work_key("sample", item=i) for i in chunk])
+    print(len(chunk), flush=True)
+print("processed", len(todo), flush=True)
+"""
+
+
+def _child(root, *, stdout=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), str(ITEMS), str(BATCH)], stdout=stdout, text=True
+    )
+
+
+def test_sigkill_halfway_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    root = tmp_path / "run"
+    child = _child(root, stdout=subprocess.PIPE)
+    committed = 0
+    while committed < ITEMS // 2:
+        line = child.stdout.readline()
+        assert line, "child exited before being killed"
+        committed += int(line)
+    time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+    stage = RunStore(root).stage("samples")
+    done_at_kill = len(stage.done_keys())
+    assert ITEMS // 2 <= done_at_kill < ITEMS
+    assert len(stage.records(Trace)) == done_at_kill  # a shard cut off mid-write is invisible, not corrupt
+
+    rerun = _child(root, stdout=subprocess.PIPE)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0
+    assert out.strip().splitlines()[-1] == f"processed {ITEMS - done_at_kill}"
+
+    stage = RunStore(root).stage("samples")
+    assert stage.done_keys() == {work_key("sample", item=i) for i in range(ITEMS)}
+    shard_ids = [
+        row
+        for shard in sorted(stage.dir.glob("shard-*.parquet"))
+        for row in pq.read_table(shard)["id"].to_pylist()
+    ]
+    assert len(shard_ids) == ITEMS and len(set(shard_ids)) == ITEMS  # nothing written twice
+    records = stage.records(Trace)
+    assert sorted(r.id for r in records) == sorted(f"t{i}" for i in range(ITEMS))
+    for record in records:
+        i = record.metrics["i"]
+        assert record.id == f"t{i}" and record.text == f"trace {i} " + "x" * 20000  # nothing half-written
+    assert not list(stage.dir.glob(".*"))
