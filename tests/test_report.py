@@ -180,3 +180,15 @@ def test_records_of_other_models_or_settings_are_ignored(tmp_path: Path) -> None
         r for r in json.loads((tmp_path / "report.json").read_text())["streams"] if r["stream"] == "sar"
     )
     assert sar["accuracy_after"] == pytest.approx(sum(PARADOX_HITS["sar"]) / (K * 8))
+
+
+def test_verdict_warns_when_confidence_intervals_overlap() -> None:
+    def row(stream: str, reward: float, acc: float, half_width: float) -> dict:
+        return {"stream": stream, "reward": reward, "ppl": 1.0 + reward, "accuracy_after": acc,
+                "accuracy_ci_low": acc - half_width, "accuracy_ci_high": acc + half_width}
+
+    wide = [row("gold", 1.0, 0.10, 0.2), row("rft", 0.5, 0.30, 0.2)]
+    narrow = [row("gold", 1.0, 0.10, 0.02), row("rft", 0.5, 0.30, 0.02)]
+    assert "Caution" in paradox(wide)["sentence"]
+    assert "Caution" not in paradox(narrow)["sentence"]
+    assert paradox(wide)["reproduced"] is True and paradox(narrow)["reproduced"] is True

@@ -43,6 +43,9 @@ def _scatter(rows: list[dict[str, Any]], key: str, xlabel: str, base: float | No
     if base is not None:
         ax.axhline(100 * base, linestyle="--", color="grey", label=f"base student {100 * base:.1f}%")
         ax.legend(loc="best")
+    xs = [r[key] for r in points]
+    if min(xs) > 0 and max(xs) / min(xs) > 50:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy after fine-tuning (%)")
     ax.grid(alpha=0.3)
@@ -57,7 +60,11 @@ def _quarters(rows: list[dict[str, Any]], ax: Any) -> None:
     for i, r in enumerate(bars):
         xs = [q + (i - (len(bars) - 1) / 2) * width for q in range(4)]
         ax.bar(xs, [r[q] for q in QUARTERS], width=width, label=r["stream"])
-    ax.set_ylim(0, 1.3 * max(r[q] for r in bars for q in QUARTERS))
+    values = [r[q] for r in bars for q in QUARTERS]
+    if max(values) / max(min(values), 1e-9) > 50:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, 1.3 * max(values))
     ax.set_xticks(range(4), ["Q1", "Q2", "Q3", "Q4"])
     ax.set_ylabel("student perplexity")
     ax.legend(loc="upper left", ncol=min(3, len(bars)))

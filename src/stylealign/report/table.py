@@ -109,6 +109,13 @@ def _accuracy_rank(rows: list[dict[str, Any]], stream: str) -> int:
     return 1 + [r["stream"] for r in ordered].index(stream)
 
 
+def _separated(rows: list[dict[str, Any]]) -> bool:
+    """Whether at least two streams' accuracy confidence intervals do not overlap."""
+    bounds = [(r.get("accuracy_ci_low"), r.get("accuracy_ci_high")) for r in rows]
+    bounds = [(lo, hi) for lo, hi in bounds if lo is not None and hi is not None]
+    return any(hi_a < lo_b for _, hi_a in bounds for lo_b, _ in bounds)
+
+
 def paradox(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Do higher-reward streams train a more accurate student? Kendall/Spearman over streams with both figures."""
     rel = _relation(rows, "reward")
@@ -144,6 +151,11 @@ def paradox(rows: list[dict[str, Any]]) -> dict[str, Any]:
             )
         else:
             sentence = f"The reward ranking and the accuracy ranking are unrelated ({stats}): {detail}."
+        if not _separated(pairs):
+            sentence += (
+                " Caution: the 95% confidence intervals of all these accuracies overlap, so the ranking itself"
+                " is not statistically resolved; use more test problems or samples."
+            )
     ctau = cost["kendall_tau"]
     if ctau is None:
         cost_sentence = "Adaptation cost and accuracy cannot be compared with these streams."

@@ -13,14 +13,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-import jinja2
-
-from stylealign.engines.base import Request
 from stylealign.grading import grade_many
 from stylealign.metrics.adaptation import adaptation_cost
-from stylealign.prompts import PromptTemplate
 from stylealign.records import Trace, content_id
 from stylealign.steps import split_steps, tag_paragraphs
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
@@ -48,14 +43,6 @@ def parse_step_index(text: str) -> int:
     if index < -1:
         raise ValueError(f"step index {index} is not -1 or a step")
     return index
-
-
-def _repair_request(template: PromptTemplate, id: str, **variables: Any) -> Request:
-    """Render `repair_step`; its `prefix` variable (the steps so far) would collide with `PromptTemplate.request`'s
-    assistant-prefix argument, so the template is rendered here."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-    system = env.from_string(template.system).render(**variables) if template.system else None
-    return Request.from_prompt(env.from_string(template.user).render(**variables), system=system, id=id)
 
 
 def plan(sc: StreamContext) -> list[WorkItem]:
@@ -134,8 +121,8 @@ def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchR
 
     template = sc.oracle_template(REPAIR)
     requests = [
-        _repair_request(template, job.sample.id, question=job.item.problem.question, prefix=job.prefix,
-                        wrong_step=job.wrong, exemplars=sc.exemplars(pool, job.item.problem))
+        template.request(id=job.sample.id, question=job.item.problem.question, steps_so_far=job.prefix,
+                         wrong_step=job.wrong, exemplars=sc.exemplars(pool, job.item.problem))
         for job in jobs
     ]
     repaired = []
