@@ -16,10 +16,10 @@ from typing import Any
 
 from rich.console import Console
 
-from stylealign.config import STREAMS, EngineConfig, ExperimentConfig
+from stylealign.config import STREAMS, DatasetConfig, EngineConfig, ExperimentConfig
 from stylealign.engines import Engine, load_engine
 from stylealign.prompts import PromptTemplate, load_template
-from stylealign.records import Problem
+from stylealign.records import Problem, content_id
 from stylealign.store import RunStore
 
 STAGES = ("load", "sample", "streams", "score", "train", "evaluate", "report")
@@ -56,8 +56,20 @@ class RunContext:
     def student_template(self) -> PromptTemplate:
         return self.template(self.config.student.template, self.config.student.system)
 
+    def problems_config(self) -> DatasetConfig:
+        cfg = self.config.problems
+        if self.limit is not None:
+            cfg = cfg.model_copy(update={"limit": min(cfg.limit or self.limit, self.limit)})
+        return cfg
+
     def problems(self) -> list[Problem]:
-        return self.store.stage("problems").records(Problem)
+        """The problems this run's config (and --limit) selects, even when the run directory holds more."""
+        selection = _selection_path(self.problems_config())
+        if not (self.store.root / selection).exists():
+            raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
+        wanted = self.store.read_json(selection)
+        by_id = {p.id: p for p in self.store.stage("problems").records(Problem)}
+        return [by_id[i] for i in wanted]
 
     def release_engines(self) -> None:
         for engine in self._engines.values():
@@ -65,17 +77,27 @@ class RunContext:
         self._engines.clear()
 
 
+def _selection_path(cfg: DatasetConfig) -> str:
+    return f"problems/selection-{content_id(cfg.model_dump(mode='json'))}.json"
+
+
 def load_stage(ctx: RunContext) -> dict[str, Any]:
-    from stylealign.datasets import load_problems
+    from stylealign.datasets import load_report
 
     stage = ctx.store.stage("problems")
-    cfg = ctx.config.problems
-    if ctx.limit is not None:
-        cfg = cfg.model_copy(update={"limit": min(cfg.limit or ctx.limit, ctx.limit)})
+    cfg = ctx.problems_config()
     key = cfg.model_dump_json()
+    summary: dict[str, Any] = {}
     if key not in stage.done_keys():
-        stage.commit(load_problems(cfg), [key])
-    return {"problems": len(ctx.problems())}
+        report = load_report(cfg)
+        if report.skipped:
+            ctx.store.write_json("problems/skipped.json", [vars(s) for s in report.skipped])
+            for s in report.skipped[:5]:
+                ctx.console.print(f"[yellow]skipped[/] {s.location}: {s.reason}")
+            summary["skipped"] = len(report.skipped)
+        ctx.store.write_json(_selection_path(cfg), [p.id for p in report.problems])
+        stage.commit(report.problems, [key])
+    return {"problems": len(ctx.problems()), **summary}
 
 
 def _stage_functions() -> dict[str, Callable[[RunContext], dict[str, Any]]]:
