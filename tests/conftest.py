@@ -8,6 +8,7 @@ tests load it back through the same code path users take (a model directory).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,10 +27,35 @@ CORPUS = [
 ] * 20
 
 
-def build_tiny_model(out: Path, *, chat_template: bool = True, seed: int = 0) -> Path:
+def tiny_causal_lm(tokenizer: Any, *, architecture: str = "qwen2", seed: int = 0, **overrides: Any) -> Any:
+    """A randomly initialised 2-layer causal LM (Qwen2 or Llama) sized for `tokenizer`."""
     import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_cls, model_cls = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}[
+        architecture
+    ]
+    settings = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": None,
+        "tie_word_embeddings": True,
+        **overrides,
+    }
+    torch.manual_seed(seed)
+    return model_cls(config_cls(**settings))
+
+
+def build_tiny_model(out: Path, *, chat_template: bool = True, seed: int = 0) -> Path:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFC()
@@ -47,21 +73,7 @@ def build_tiny_model(out: Path, *, chat_template: bool = True, seed: int = 0) ->
     )
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    model = Qwen2ForCausalLM(config)
+    model = tiny_causal_lm(tokenizer, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_causal_lm
 
 from stylealign import gguf as sa_gguf
 from stylealign.gguf import GGUFError, convert_gguf, find_package_gguf
@@ -82,25 +83,10 @@ def write_llama_gguf(path: Path, model: torch.nn.Module, tokenizer, *, arch: str
 @pytest.fixture(scope="module")
 def tiny_llama(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(source HF dir, GGUF file) of a tiny llama sharing the conftest tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        rope_theta=10000.0,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_causal_lm(tokenizer, architecture="llama", max_position_embeddings=256, rope_theta=10000.0)
     src = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(src)
     tokenizer.save_pretrained(src)
