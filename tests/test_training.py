@@ -140,13 +140,13 @@ def test_train_stage_trains_each_stream_with_traces(tiny_model_dir: Path, tmp_pa
     )
     store = RunStore(tmp_path)
     problems = [Problem(id=f"p{i}", question=f"What is {i} + {i}?", answer=str(2 * i)) for i in range(3)]
-    store.stage("problems").commit(problems, ["load"])
     traces = [
         Trace(id=f"t{i}", problem_id=p.id, text=f"{i} + {i} = {2 * i}.", stream="rft")
         for i, p in enumerate(problems)
     ]
     store.stage("stream_rft").commit(traces, ["rft"])
     ctx = RunContext(config=config, store=store, streams=("gold", "rft"))
+    ctx.set_problems(problems)
     summary = train_stage(ctx)
     assert summary["trained"] == "rft" and "gold" in summary["skipped (no traces)"]
     assert (tmp_path / "train" / "rft" / "model" / TRAINING_INFO).is_file()

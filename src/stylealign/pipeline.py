@@ -71,6 +71,12 @@ class RunContext:
         by_id = {p.id: p for p in self.store.stage("problems").records(Problem)}
         return [by_id[i] for i in wanted]
 
+    def set_problems(self, problems: list[Problem]) -> None:
+        """Make `problems` this config's problem set: how `load` stores them, and how Python callers bring their own."""
+        cfg = self.problems_config()
+        self.store.write_json(_selection_path(cfg), [p.id for p in problems])
+        self.store.stage("problems").commit(problems, [cfg.model_dump_json()])
+
     def release_engines(self) -> None:
         for engine in self._engines.values():
             engine.close()
@@ -95,8 +101,7 @@ def load_stage(ctx: RunContext) -> dict[str, Any]:
             for s in report.skipped[:5]:
                 ctx.console.print(f"[yellow]skipped[/] {s.location}: {s.reason}")
             summary["skipped"] = len(report.skipped)
-        ctx.store.write_json(_selection_path(cfg), [p.id for p in report.problems])
-        stage.commit(report.problems, [key])
+        ctx.set_problems(report.problems)
     return {"problems": len(ctx.problems()), **summary}
 
 
