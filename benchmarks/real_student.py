@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import time
 from pathlib import Path
 
@@ -33,23 +32,16 @@ from stylealign.config import DatasetConfig
 from stylealign.datasets import load_problems
 from stylealign.engines.base import SamplingParams
 from stylealign.engines.hf import HFEngine
+from stylealign.evaluation import bootstrap_ci
 from stylealign.grading import grade_many
 from stylealign.oracle_style import oracle_style
 from stylealign.prompts import load_template
 
 
-def bootstrap_ci(values: list[float], *, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% interval of the mean, resampling problems."""
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(reps))
-    return means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
-
-
 def summarize(label: str, values: list[float], exp_label: str = "ppl") -> str:
     """Mean, its CI, and exp(mean): the perplexity of a text set, or the perplexity ratio of a paired difference."""
     mean = sum(values) / len(values)
-    lo, hi = bootstrap_ci(values)
+    lo, hi = bootstrap_ci([values])
     return (
         f"{label:<24} {mean:7.3f}  [{lo:6.3f}, {hi:6.3f}]  {exp_label}={math.exp(mean):6.2f}  n={len(values)}"
     )

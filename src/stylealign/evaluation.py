@@ -119,7 +119,7 @@ def evaluate_engine(
     seed: int,
 ) -> None:
     """Sample k answers per test problem, grade them, commit per chunk; already committed chunks are skipped."""
-    from stylealign.grading import grade_many
+    from stylealign.streams.sample import sample_and_grade
 
     sampling = sampling_params(cfg, seed)
     done = stage.done_keys()
@@ -142,14 +142,9 @@ def evaluate_engine(
             }
             todo = [p for p in chunk if keys[p.id] not in done]
             if todo:
-                outputs = engine.generate(
-                    [template.request(question=p.question) for p in todo], cfg.k, sampling
+                outputs = sample_and_grade(
+                    engine, [template.request(question=p.question) for p in todo], [p.answer for p in todo], cfg.k, sampling
                 )
-                texts = [c.text for completions in outputs for c in completions]
-                answers = [
-                    p.answer for p, completions in zip(todo, outputs, strict=True) for _ in completions
-                ]
-                verdicts = iter(grade_many(texts, answers))
                 records = [
                     Trace(
                         id=content_id(keys[p.id], i),
@@ -160,7 +155,7 @@ def evaluate_engine(
                         template=template.name,
                         sampling=sampling.to_dict(),
                         seed=seed,
-                        correct=next(verdicts),
+                        correct=ok,
                         metrics={
                             "dataset": label,
                             "sample": i,
@@ -169,7 +164,7 @@ def evaluate_engine(
                         },
                     )
                     for p, completions in zip(todo, outputs, strict=True)
-                    for i, completion in enumerate(completions)
+                    for i, (completion, ok) in enumerate(completions)
                 ]
                 stage.commit(records, [keys[p.id] for p in todo])
 

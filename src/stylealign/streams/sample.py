@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from stylealign.engines.base import SamplingParams
+from stylealign.engines.base import Completion, Engine, Request, SamplingParams
 from stylealign.grading import grade_many
 from stylealign.pipeline import RunContext
 from stylealign.records import Trace, content_id
@@ -18,6 +19,15 @@ STAGE = "samples"
 def _sampling(ctx: RunContext) -> SamplingParams:
     s = ctx.config.sampling
     return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=ctx.config.seed)
+
+
+def sample_and_grade(
+    engine: Engine, requests: Sequence[Request], answers: Sequence[str], k: int, sampling: SamplingParams
+) -> list[list[tuple[Completion, bool]]]:
+    """`k` completions per request, each with its verdict against that request's answer (graded in one batch)."""
+    groups = engine.generate(requests, k, sampling)
+    verdicts = iter(grade_many([c.text for g in groups for c in g], [a for a, g in zip(answers, groups, strict=True) for _ in g]))
+    return [[(c, next(verdicts)) for c in g] for g in groups]
 
 
 def _items(ctx: RunContext) -> list[WorkItem]:
@@ -48,16 +58,16 @@ def sample_stage(ctx: RunContext) -> dict[str, Any]:
 
     def build(batch: list[WorkItem]) -> BatchResult:
         student = ctx.student()
-        groups = student.generate([template.request(question=i.problem.question, id=i.problem.id) for i in batch], s.k, sampling)
-        flat = [(item, j, c) for item, group in zip(batch, groups, strict=True) for j, c in enumerate(group)]
-        verdicts = grade_many([c.text for _, _, c in flat], [item.problem.answer for item, _, _ in flat])
+        requests = [template.request(question=i.problem.question, id=i.problem.id) for i in batch]
+        groups = sample_and_grade(student, requests, [i.problem.answer for i in batch], s.k, sampling)
         traces = [
             Trace(
                 id=content_id(item.key, j), problem_id=item.problem.id, text=c.text, stream="sample", model=student.name,
                 template=template.name, sampling=sampling.to_dict(), seed=sampling.seed, correct=ok,
                 metrics={"sample_index": j, "finish_reason": c.finish_reason, "num_tokens": c.num_tokens},
             )
-            for (item, j, c), ok in zip(flat, verdicts, strict=True)
+            for item, group in zip(batch, groups, strict=True)
+            for j, (c, ok) in enumerate(group)
         ]
         return BatchResult(traces=traces, done=[i.key for i in batch])
 
