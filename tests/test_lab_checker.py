@@ -116,5 +116,5 @@ def test_evaluate_respects_precedence():
 
 
 def test_non_lab_problem_is_rejected():
-    with pytest.raises(ValueError, match="not a lab problem"):
+    with pytest.raises(ValueError, match="no reference solution"):
         first_error_step(Problem(id="x", question="1+1?", answer="2"), "2")

@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 STREAMS = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Strict):
+    source: str = Field("lab", description="lab, gsm8k, math500, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
+    split: str = "train"
+    limit: int | None = Field(None, ge=1)
+    offset: int = Field(0, ge=0)
+    fields: dict[str, str] = Field(default_factory=dict, description="target=Source+Other column mapping")
+    skip_bad: bool = False
 
 
 class EngineConfig(Strict):
@@ -44,15 +53,7 @@ class EngineConfig(Strict):
     actor: EngineConfig | None = None
     # lab-oracle
     world_seed: int = 0
-
-
-class DatasetConfig(Strict):
-    source: str = Field("lab", description="lab, gsm8k, math500, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
-    split: str = "train"
-    limit: int | None = Field(None, ge=1)
-    offset: int = Field(0, ge=0)
-    fields: dict[str, str] = Field(default_factory=dict, description="target=Source+Other column mapping")
-    skip_bad: bool = False
+    references: list[DatasetConfig] = Field(default_factory=list, description="datasets whose reference solutions answer questions outside the lab world")
 
 
 class ModelRole(Strict):
@@ -140,7 +141,7 @@ class EvaluationConfig(Strict):
 class ExperimentConfig(Strict):
     name: str = "experiment"
     seed: int = 0
-    problems: DatasetConfig = Field(default_factory=DatasetConfig)
+    problems: list[DatasetConfig] = Field(default_factory=lambda: [DatasetConfig()], min_length=1, description="one source, or a list whose problems are pooled")
     student: ModelRole
     oracle: ModelRole | None = None
     prompts_dir: str | None = Field(None, description="folder of template overrides, searched before the built-ins")
@@ -149,6 +150,12 @@ class ExperimentConfig(Strict):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+    @field_validator("problems", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict | DatasetConfig) else value
 
 
 class ConfigError(ValueError):

@@ -8,6 +8,7 @@ it stopped. This file only orders the stages and hands them a `RunContext`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,15 +57,15 @@ class RunContext:
     def student_template(self) -> PromptTemplate:
         return self.template(self.config.student.template, self.config.student.system)
 
-    def problems_config(self) -> DatasetConfig:
-        cfg = self.config.problems
-        if self.limit is not None:
-            cfg = cfg.model_copy(update={"limit": min(cfg.limit or self.limit, self.limit)})
-        return cfg
+    def problems_configs(self) -> list[DatasetConfig]:
+        """The config's problem sources, each cut to `--limit` when one is given."""
+        if self.limit is None:
+            return list(self.config.problems)
+        return [cfg.model_copy(update={"limit": min(cfg.limit or self.limit, self.limit)}) for cfg in self.config.problems]
 
     def problems(self) -> list[Problem]:
         """The problems this run's config (and --limit) selects, even when the run directory holds more."""
-        selection = _selection_path(self.problems_config())
+        selection = _selection_path(self.problems_configs())
         if not (self.store.root / selection).exists():
             raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
         wanted = self.store.read_json(selection)
@@ -73,9 +74,9 @@ class RunContext:
 
     def set_problems(self, problems: list[Problem]) -> None:
         """Make `problems` this config's problem set: how `load` stores them, and how Python callers bring their own."""
-        cfg = self.problems_config()
-        self.store.write_json(_selection_path(cfg), [p.id for p in problems])
-        self.store.stage("problems").commit(problems, [cfg.model_dump_json()])
+        configs = self.problems_configs()
+        self.store.write_json(_selection_path(configs), [p.id for p in problems])
+        self.store.stage("problems").commit(problems, [_selection_key(configs)])
 
     def release_engines(self) -> None:
         for engine in self._engines.values():
@@ -83,25 +84,33 @@ class RunContext:
         self._engines.clear()
 
 
-def _selection_path(cfg: DatasetConfig) -> str:
-    return f"problems/selection-{content_id(cfg.model_dump(mode='json'))}.json"
+def _selection_key(configs: list[DatasetConfig]) -> str:
+    return json.dumps([cfg.model_dump(mode="json") for cfg in configs], sort_keys=True)
+
+
+def _selection_path(configs: list[DatasetConfig]) -> str:
+    return f"problems/selection-{content_id(_selection_key(configs))}.json"
 
 
 def load_stage(ctx: RunContext) -> dict[str, Any]:
     from stylealign.datasets import load_report
 
     stage = ctx.store.stage("problems")
-    cfg = ctx.problems_config()
-    key = cfg.model_dump_json()
+    configs = ctx.problems_configs()
     summary: dict[str, Any] = {}
-    if key not in stage.done_keys():
-        report = load_report(cfg)
-        if report.skipped:
-            ctx.store.write_json("problems/skipped.json", [vars(s) for s in report.skipped])
-            for s in report.skipped[:5]:
+    if _selection_key(configs) not in stage.done_keys():
+        reports = [load_report(cfg) for cfg in configs]
+        skipped = [s for report in reports for s in report.skipped]
+        if skipped:
+            ctx.store.write_json("problems/skipped.json", [vars(s) for s in skipped])
+            for s in skipped[:5]:
                 ctx.console.print(f"[yellow]skipped[/] {s.location}: {s.reason}")
-            summary["skipped"] = len(report.skipped)
-        ctx.set_problems(report.problems)
+            summary["skipped"] = len(skipped)
+        problems = [p for report in reports for p in report.problems]
+        ids = [p.id for p in problems]
+        if len(set(ids)) != len(ids):
+            raise ValueError("problems: the sources overlap (the same problem id comes from two of them); drop one")
+        ctx.set_problems(problems)
     return {"problems": len(ctx.problems()), **summary}
 
 

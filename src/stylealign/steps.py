@@ -40,6 +40,16 @@ def split_steps(text: str, mode: str = "paragraph") -> list[str]:
     return steps
 
 
+def step_mode(text: str) -> str:
+    """Paragraphs, or lines when the text is a single paragraph (how free-form model output is cut into steps)."""
+    return "paragraph" if len(split_steps(text, "paragraph")) > 1 else "line"
+
+
+def trace_steps(text: str) -> list[str]:
+    """The steps of `text` in its `step_mode`; `"".join(steps) == text`."""
+    return split_steps(text, step_mode(text))
+
+
 def join_steps(steps: list[str]) -> str:
     """The text the steps came from (the inverse of `split_steps`)."""
     return "".join(steps)

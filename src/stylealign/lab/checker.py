@@ -5,6 +5,12 @@ known yet (neither a fact of the problem nor a result of an earlier
 equation), states a number that is not known, gives a wrong final answer, or
 computes a quantity that is not in the problem's computation graph while the
 trace's final answer is wrong (a correct alternative route is accepted).
+
+Problems outside the lab (GSM8K and other sets with a reference solution)
+are checked against the reference instead of a graph: the numbers of the
+reference solution are the quantities "in the graph", and they, the question's
+numbers and a few everyday constants (minutes per hour, days per week, 100
+for percentages) may be used without being computed.
 Equations are read in any of the styles the lab writes: ASCII (`12 * 3 = 36`),
 LaTeX inline math (`\\( 3 \\times 12 = 36 \\)`, `\\frac{36}{3} = 12`) and
 GSM8K calculator annotations (`12*3=<<12*3=36>>36`). A trace with no final
@@ -21,11 +27,17 @@ from stylealign.records import Problem
 
 NUM = r"\d+(?:\.\d+)?"
 _EQUATION = re.compile(rf"({NUM}(?:\s*[-+*/]\s*{NUM})+)\s*=\s*({NUM})")
+_EXPRESSION = rf"{NUM}(?:\s*[-+*/]\s*{NUM})*"
+_CHAIN = re.compile(rf"{_EXPRESSION}(?:\s*=\s*{_EXPRESSION})+")
+"""`a op b = c`, and chains `a op b = c op d = e` whose parts must all be equal."""
 _NUMBER = re.compile(NUM)
 _REWRITES = (
     (re.compile(r"<<[^>]*>>"), ""),
     (re.compile(r"\\d?frac\{\s*(" + NUM + r")\s*\}\{\s*(" + NUM + r")\s*\}"), r"\1 / \2"),
-    (re.compile(r"\\times|\\cdot|×|·"), "*"),
+    (re.compile(r"\\times|\\cdot|×|·|(?<=\d)\s*x\s*(?=\d)"), "*"),
+    (re.compile(r"(?<=\d)[a-zA-Z]{1,3}\b"), ""),
+    (re.compile(r"(?<![\d.])\.(?=\d)"), "0."),
+    (re.compile(r"(?<=\d)\s*\\?%"), " / 100"),
     (re.compile(r"\\div|÷"), "/"),
     (re.compile(r"\\[()\[\]]|\$"), " "),
     (re.compile(r"(?<=\d),(?=\d{3})"), ""),
@@ -62,28 +74,63 @@ def evaluate(expression: str) -> Fraction | None:
     return total
 
 
+CONSTANTS = frozenset(Fraction(n) for n in (*range(13), 24, 30, 52, 60, 100, 365, 1000))
+"""Numbers a real-world solution may bring in unstated: small counts, time units, percent."""
+
+
+def computed_values(text: str) -> set[Fraction]:
+    """The results of the equations in `text`."""
+    return {Fraction(m.group(2)) for m in _EQUATION.finditer(normalize(text))}
+
+
+def has_equation(text: str) -> bool:
+    return _EQUATION.search(normalize(text)) is not None
+
+
+def numbers_in(text: str) -> set[Fraction]:
+    return {Fraction(n) for n in _NUMBER.findall(normalize(text))}
+
+
+def has_graph(problem: Problem) -> bool:
+    return "nodes" in problem.metadata
+
+
 def known_values(problem: Problem) -> set[Fraction]:
-    """Numbers a solution may use without computing them: every number stated in the question."""
-    meta = problem.metadata
-    values = {Fraction(m) for m in _NUMBER.findall(problem.question)}
-    values |= {Fraction(f["value"]) for f in meta.get("facts", [])}
-    return values
+    """Numbers a solution may use without computing them: the question's, and for a reference-checked
+    problem also the reference's and `CONSTANTS`."""
+    values = numbers_in(problem.question)
+    if has_graph(problem):
+        return values | {Fraction(f["value"]) for f in problem.metadata["facts"]}
+    return values | graph_values(problem) | CONSTANTS
 
 
 def graph_values(problem: Problem) -> set[Fraction]:
+    """The quantities a correct solution computes: the graph's, or every number of the reference solution."""
     meta = problem.metadata
-    return {Fraction(n["value"]) for n in meta.get("nodes", [])} | {Fraction(f["value"]) for f in meta.get("facts", [])}
+    if has_graph(problem):
+        return {Fraction(n["value"]) for n in meta["nodes"]} | {Fraction(f["value"]) for f in meta["facts"]}
+    return numbers_in(problem.reference_solution or "")
+
+
+_ANSWER_NUMBER = re.compile(r"(boxed\{\s*|answer is:?\s*|####\s*)(-?[\d,]*\d(?:\.\d+)?)", re.I)
 
 
 def answer_of(step: str) -> str | None:
     return extract_answer(step, last_number=False) if re.search(r"boxed|answer|####", step, re.I) else None
 
 
+def replace_answer(step: str, answer: str) -> str:
+    """`step` with the number of its final-answer phrase replaced by `answer` (unchanged when it has none)."""
+    return _ANSWER_NUMBER.sub(lambda m: m.group(1) + answer, step)
+
+
 def first_error_in_steps(problem: Problem, steps: list[str]) -> int:
     """Index of the first wrong step of `steps` (see the module docstring), or -1."""
-    if "nodes" not in problem.metadata:
-        raise ValueError(f"problem {problem.id}: not a lab problem (metadata has no computation graph)")
-    gold = Fraction(problem.answer)
+    if not has_graph(problem) and not problem.reference_solution:
+        raise ValueError(f"problem {problem.id}: not a lab problem and no reference solution to check against")
+    gold = _as_fraction(problem.answer)
+    if gold is None:
+        raise ValueError(f"problem {problem.id}: answer {problem.answer!r} is not a number")
     answers = [(i, answer_of(s)) for i, s in enumerate(steps)]
     answers = [(i, a) for i, a in answers if a]
     final_ok = bool(answers) and _as_fraction(answers[-1][1]) == gold
@@ -91,15 +138,19 @@ def first_error_in_steps(problem: Problem, steps: list[str]) -> int:
     known = known_values(problem)
     for i, step in enumerate(steps):
         text = normalize(step)
-        for match in _EQUATION.finditer(text):
-            lhs, rhs = match.group(1), Fraction(match.group(2))
-            operands = {Fraction(n) for n in _NUMBER.findall(lhs)}
-            if not operands <= known or evaluate(lhs) != rhs:
+        for match in _CHAIN.finditer(text):
+            parts = match.group().split("=")
+            if not re.search(r"[-+*/]", match.group()):
+                continue
+            values = [evaluate(part) for part in parts]
+            operands = {Fraction(n) for n in _NUMBER.findall(parts[0])}
+            if not operands <= known or values[0] is None or any(v != values[0] for v in values):
                 return i
-            if rhs not in on_graph and not final_ok:
+            if values[-1] not in on_graph and not final_ok:
                 return i
-            known.add(rhs)
-        stated = {Fraction(n) for n in _NUMBER.findall(_EQUATION.sub(" ", text))}
+            known.add(values[-1])
+            known |= {Fraction(n) for part in parts[1:] for n in _NUMBER.findall(part)}
+        stated = {Fraction(n) for n in _NUMBER.findall(_CHAIN.sub(" ", text))}
         if not stated <= known:
             return i
         answer = answer_of(step)

@@ -23,17 +23,25 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
-from stylealign.config import EngineConfig
+from stylealign.config import DatasetConfig, EngineConfig
 from stylealign.engines.base import Completion, EngineError, Request, SamplingParams, TokenScores
 from stylealign.lab import styles
-from stylealign.lab.checker import _EQUATION, answer_of, first_error_in_steps, normalize
-from stylealign.lab.world import find_problem
+from stylealign.lab.checker import (
+    answer_of,
+    computed_values,
+    first_error_in_steps,
+    has_equation,
+    has_graph,
+    replace_answer,
+)
+from stylealign.lab.world import find_problem, normalize_question
 from stylealign.records import Problem
+from stylealign.reference_oracle import ReferenceOracle
 
 _ASCII_EQUATION = re.compile(r"(\d+)(\s*)([-+*/])(\s*)(\d+)(\s*)=(\s*)(\d+)")
-_ANSWER_NUMBER = re.compile(r"(boxed\{\s*|answer is\s*|####\s*)(-?\d+(?:\.\d+)?)", re.I)
 _STUDENT_STEP = re.compile(r"^(?:.+, so )?(?:Together .+ have|.+'s \w+ cost|\w+ has) \d+ [-+*/] \d+ = \d+ \w+\.$")
 
 
@@ -41,10 +49,6 @@ def _split(text: str) -> list[str]:
     from stylealign.steps import split_steps
 
     return split_steps(text, "paragraph")
-
-
-def _results(steps: Sequence[str]) -> set[Fraction]:
-    return {Fraction(m.group(2)) for step in steps for m in _EQUATION.finditer(normalize(step))}
 
 
 def _trailing(step: str) -> tuple[str, str]:
@@ -69,7 +73,7 @@ class LabOracle:
 
     def _pending(self, problem: Problem, done: Sequence[str]) -> list[dict[str, Any]]:
         """Graph nodes not yet computed by the (correct) steps `done`, in order."""
-        results = _results(done)
+        results = computed_values("".join(done))
         nodes = problem.metadata["nodes"]
         computed = 0
         while computed < len(nodes) and Fraction(nodes[computed]["value"]) in results:
@@ -89,7 +93,7 @@ class LabOracle:
 
     def _fix_answer(self, problem: Problem, step: str) -> str:
         body, tail = _trailing(step)
-        fixed = _ANSWER_NUMBER.sub(lambda m: m.group(1) + problem.answer, body)
+        fixed = replace_answer(body, problem.answer)
         return (fixed if fixed != body else styles.student_final(problem.answer)) + tail
 
     def _acceptable(self, problem: Problem, done: list[str], step: str) -> bool:
@@ -112,7 +116,7 @@ class LabOracle:
                 pending = []
                 out.append(self._fix_answer(problem, step))
                 answered = True
-            elif _EQUATION.search(normalize(step)):
+            elif has_equation(step):
                 if pending:
                     out.append(self._fix_step(problem, step, pending.pop(0)))
             elif self._acceptable(problem, out, step):
@@ -145,20 +149,38 @@ def sections(prompt: str) -> dict[str, str]:
 
 
 class LabOracleEngine:
-    """An Engine answering the built-in oracle prompts for lab problems; it cannot score text."""
+    """An Engine answering the built-in oracle prompts; it cannot score text.
 
-    def __init__(self, world_seed: int = 0, name: str = "lab:oracle") -> None:
+    Lab problems get `LabOracle`; questions from the `references` datasets
+    (e.g. GSM8K) get `ReferenceOracle`, which works from their reference solutions.
+    """
+
+    def __init__(self, world_seed: int = 0, references: Sequence[DatasetConfig] = (), name: str = "lab:oracle") -> None:
         self.name = name
         self.world_seed = world_seed
+        self.references = list(references)
         self.oracle = LabOracle()
+        self.reference_oracle = ReferenceOracle()
 
     @classmethod
     def from_config(cls, cfg: EngineConfig | None = None) -> LabOracleEngine:
         cfg = cfg or EngineConfig(type="lab-oracle")
-        return cls(world_seed=cfg.world_seed)
+        return cls(world_seed=cfg.world_seed, references=cfg.references)
+
+    @cached_property
+    def _reference_index(self) -> dict[str, Problem]:
+        from stylealign.datasets import load_problems
+
+        return {normalize_question(p.question): p for cfg in self.references for p in load_problems(cfg)}
 
     def _problem(self, question: str) -> Problem | None:
-        return find_problem(question, self.world_seed)
+        found = find_problem(question, self.world_seed)
+        if found is None and self.references:
+            found = self._reference_index.get(normalize_question(question))
+        return found
+
+    def _oracle_for(self, problem: Problem) -> LabOracle | ReferenceOracle:
+        return self.oracle if has_graph(problem) else self.reference_oracle
 
     def answer(self, prompt: str) -> str:
         """The oracle's reply to one rendered user prompt."""
@@ -174,14 +196,15 @@ class LabOracleEngine:
             return _REFUSAL
         if problem is None:
             raise EngineError(f"lab oracle: unrecognised prompt (no [Problem] section): {prompt[:120]!r}")
+        oracle = self._oracle_for(problem)
         if "Wrong Step" in parts:
-            return self.oracle.repair_step(problem, parts.get("Steps So Far", ""), parts["Wrong Step"])
+            return oracle.repair_step(problem, parts.get("Steps So Far", ""), parts["Wrong Step"])
         if "Student Solution" in parts:
-            return self.oracle.refine_style_aligned(problem, parts["Student Solution"])
+            return oracle.refine_style_aligned(problem, parts["Student Solution"])
         if "Solution" in parts:
-            return self.oracle.refine(problem, parts["Solution"])
+            return oracle.refine(problem, parts["Solution"])
         if re.search(r"\bsolve\b", prompt, re.I):
-            return self.oracle.solve(problem)
+            return oracle.solve(problem)
         raise EngineError(f"lab oracle: unrecognised prompt for problem {problem.id}: {prompt[:120]!r}")
 
     def generate(self, requests: Sequence[Request], n: int, sampling: SamplingParams) -> list[list[Completion]]:
@@ -207,4 +230,4 @@ class LabOracleEngine:
         pass
 
 
-_REFUSAL = "I can only answer questions from the stylealign lab world, and this question is not one of them."
+_REFUSAL = "I can only answer questions from the stylealign lab world or my reference datasets, and this question is in neither."

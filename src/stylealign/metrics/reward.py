@@ -1,6 +1,7 @@
 """Pluggable reward scorers: how good a trace *looks*, stored per trace with the scorer's name.
 
-- "lab": the lab's step checker (`stylealign.lab.reward.process_reward`, the fraction of steps accepted).
+- "lab": the step checker (`stylealign.lab.reward.process_reward`, the fraction of steps accepted),
+  against the graph of a lab problem or the reference solution of any other.
 - "orm": a Hugging Face sequence-classification reward model on (question, solution); the score is the
   single logit, or the probability of the last label for multi-label heads.
 - "prm": the same kind of model applied to every step prefix (steps cut at `step_separator`); a trace's

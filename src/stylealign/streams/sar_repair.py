@@ -17,22 +17,12 @@ from dataclasses import dataclass
 from stylealign.grading import grade_many
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
-from stylealign.steps import split_steps, tag_paragraphs
+from stylealign.steps import step_mode, tag_paragraphs, trace_steps
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
 
 NAME = "sar_repair"
 LOCATE, REPAIR = "locate_error", "repair_step"
 _INDEX = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
-
-
-def step_mode(text: str) -> str:
-    """Paragraphs, or lines when the trace is a single paragraph."""
-    return "paragraph" if len(split_steps(text, "paragraph")) > 1 else "line"
-
-
-def trace_steps(text: str) -> list[str]:
-    """The trace's steps in `step_mode`; "".join(steps) == text."""
-    return split_steps(text, step_mode(text))
 
 
 def parse_step_index(text: str) -> int:
