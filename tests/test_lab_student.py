@@ -37,28 +37,25 @@ def test_unknown_recipe_is_an_error():
 
 @pytest.mark.slow
 def test_student_loads_through_the_hf_engine_and_is_fallible():
-    """Pretrains once into the default cache (minutes on 2 cores), then a small fixed-seed evaluation.
-
-    The issue's target band is 20-60% greedy accuracy; the current recipe measures below it
-    (see benchmarks/lab.py), so this asserts what holds: native format, fallible, sampling helps.
-    """
+    """Pretrains once into the default cache (minutes on 2 cores), then a small fixed-seed evaluation:
+    greedy accuracy in the issue's 20-60% band, its native format, and sampling solving clearly more."""
     from stylealign.engines.hf import HFEngine
 
     path = ensure_student()
     built = (path / "recipe.json").stat().st_mtime_ns
     assert ensure_student() == path and (path / "recipe.json").stat().st_mtime_ns == built
-    engine = HFEngine("lab:student", device="cpu", batch_size=32, progress=False)
-    problems = load_lab_problems("test", limit=40)
+    engine = HFEngine("lab:student", device="cpu", batch_size=50, progress=False)
+    problems = load_lab_problems("test", limit=100)
     requests = [Request.from_prompt(p.question) for p in problems]
     greedy = engine.generate(requests, 1, SamplingParams(temperature=0.0, max_tokens=200))
     texts = [row[0].text for row in greedy]
-    accuracy = sum(grade(t, p.answer) for t, p in zip(texts, problems, strict=True)) / len(problems)
-    assert accuracy <= 0.6, accuracy
+    solved = [grade(t, p.answer) for t, p in zip(texts, problems, strict=True)]
+    assert 0.2 <= sum(solved) / len(problems) <= 0.6, sum(solved) / len(problems)
     native = [t for t in texts if re.search(r", so \w+ has \d+ [-+*/] \d+ = \d+ \w+\.\n\n", t)]
     assert sum(bool(re.search(r"\n\nThe answer is \d+\.$", t.rstrip())) for t in texts) >= 0.9 * len(texts)
     assert len(native) >= 0.8 * len(texts)
-    few = problems[:16]
+    few = problems[:32]
     samples = engine.generate(requests[: len(few)], 8, SamplingParams(temperature=1.0, max_tokens=200, seed=0))
     pass_at_8 = sum(any(grade(c.text, p.answer) for c in row) for row, p in zip(samples, few, strict=True)) / len(few)
-    greedy_few = sum(grade(t, p.answer) for t, p in zip(texts[: len(few)], few, strict=True)) / len(few)
-    assert pass_at_8 >= greedy_few and pass_at_8 > 0, (pass_at_8, greedy_few)
+    greedy_few = sum(solved[: len(few)]) / len(few)
+    assert pass_at_8 >= greedy_few + 0.1, (pass_at_8, greedy_few)

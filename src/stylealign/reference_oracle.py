@@ -62,11 +62,9 @@ class ReferenceOracle:
     @staticmethod
     def _closing(problem: Problem, step: str | None) -> str:
         """The student's final-answer step with the right number, or a plain closing sentence."""
-        return (
-            f"The answer is {problem.answer}."
-            if step is None
-            else replace_answer(step.rstrip(), problem.answer)
-        )
+        if step is None:
+            return f"The answer is {problem.answer}."
+        return replace_answer(step.rstrip(), problem.answer)
 
     def solve(self, problem: Problem) -> str:
         return oracle_style(self._reference(problem), problem.answer)
