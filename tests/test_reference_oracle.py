@@ -10,7 +10,7 @@ from stylealign.config import DatasetConfig, EngineConfig, parse_config
 from stylealign.datasets import load_problems
 from stylealign.engines import SamplingParams, load_engine
 from stylealign.grading import grade
-from stylealign.lab.checker import first_error_step
+from stylealign.lab.checker import computed_values, first_error_step
 from stylealign.pipeline import RunContext, load_stage
 from stylealign.prompts import load_template
 from stylealign.records import Problem
@@ -64,6 +64,7 @@ def test_checker_finds_the_first_wrong_step_against_the_reference(house):
     assert first_error_step(house, chained.replace("120000 + 10000", "120000 + 1000"), "line") == 0
     units = "He pays $80,000 x 1.5 = $120,000 more.\nThe answer is 70000."
     assert first_error_step(house, units, "line") == -1
+    assert computed_values("so 4 * 60 / 5 = 4 * 12 = 48 lines, and 20% * 10 = 2") == {48, 2}
 
 
 def test_solve_is_the_reference_in_the_house_style(house):

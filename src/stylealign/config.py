@@ -151,7 +151,6 @@ class ExperimentConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
-
     @field_validator("problems", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:

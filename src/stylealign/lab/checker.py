@@ -26,7 +26,6 @@ from stylealign.grading import extract_answer
 from stylealign.records import Problem
 
 NUM = r"\d+(?:\.\d+)?"
-_EQUATION = re.compile(rf"({NUM}(?:\s*[-+*/]\s*{NUM})+)\s*=\s*({NUM})")
 _EXPRESSION = rf"{NUM}(?:\s*[-+*/]\s*{NUM})*"
 _CHAIN = re.compile(rf"{_EXPRESSION}(?:\s*=\s*{_EXPRESSION})+")
 """`a op b = c`, and chains `a op b = c op d = e` whose parts must all be equal."""
@@ -78,13 +77,23 @@ CONSTANTS = frozenset(Fraction(n) for n in (*range(13), 24, 30, 52, 60, 100, 365
 """Numbers a real-world solution may bring in unstated: small counts, time units, percent."""
 
 
+def equations(normalized: str) -> list[tuple[list[str], list[Fraction | None]]]:
+    """(parts, values) of each equation (a chain with at least one operator) in normalized text."""
+    found = []
+    for match in _CHAIN.finditer(normalized):
+        if re.search(r"[-+*/]", match.group()):
+            parts = match.group().split("=")
+            found.append((parts, [evaluate(part) for part in parts]))
+    return found
+
+
 def computed_values(text: str) -> set[Fraction]:
-    """The results of the equations in `text`."""
-    return {Fraction(m.group(2)) for m in _EQUATION.finditer(normalize(text))}
+    """The results (last parts) of the equations in `text`."""
+    return {values[-1] for _, values in equations(normalize(text)) if values[-1] is not None}
 
 
 def has_equation(text: str) -> bool:
-    return _EQUATION.search(normalize(text)) is not None
+    return bool(equations(normalize(text)))
 
 
 def numbers_in(text: str) -> set[Fraction]:
@@ -138,11 +147,7 @@ def first_error_in_steps(problem: Problem, steps: list[str]) -> int:
     known = known_values(problem)
     for i, step in enumerate(steps):
         text = normalize(step)
-        for match in _CHAIN.finditer(text):
-            parts = match.group().split("=")
-            if not re.search(r"[-+*/]", match.group()):
-                continue
-            values = [evaluate(part) for part in parts]
+        for parts, values in equations(text):
             operands = {Fraction(n) for n in _NUMBER.findall(parts[0])}
             if not operands <= known or values[0] is None or any(v != values[0] for v in values):
                 return i
