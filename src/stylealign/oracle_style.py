@@ -59,11 +59,15 @@ def _latex_line(line: str) -> str:
     return "".join(out).strip()
 
 
+def solution_lines(solution: str) -> list[str]:
+    """The non-blank lines of a solution, stripped, without its closing answer line."""
+    lines = [line.strip() for line in solution.strip().splitlines() if line.strip()]
+    return lines[:-1] if lines and FINAL_LINE.match(lines[-1]) else lines
+
+
 def oracle_style(solution: str, answer: str) -> str:
     """Rewrite a solution into the oracle house style, one bold step per line; its closing answer line is
     replaced by a sentence with `answer` boxed."""
-    lines = [line.strip() for line in solution.strip().splitlines() if line.strip()]
-    if lines and FINAL_LINE.match(lines[-1]):
-        lines = lines[:-1]
+    lines = solution_lines(solution)
     steps = [f"**Step {i}:** {_latex_line(line)}" for i, line in enumerate(lines, 1)]
     return "\n\n".join([OPENER, *steps, f"Therefore, the final answer is \\(\\boxed{{{answer}}}\\)."])

@@ -23,18 +23,9 @@ from __future__ import annotations
 
 from stylealign.grading import grade
 from stylealign.lab.checker import answer_of, computed_values, first_error_in_steps, replace_answer
-from stylealign.oracle_style import FINAL_LINE, oracle_style
+from stylealign.oracle_style import FINAL_LINE, oracle_style, solution_lines
 from stylealign.records import Problem
-from stylealign.steps import trace_steps
-
-
-def _separator(steps: list[str]) -> str:
-    """The whitespace the student puts between steps (a newline when it cannot be seen)."""
-    for step in steps[:-1]:
-        tail = step[len(step.rstrip()) :]
-        if tail:
-            return tail
-    return "\n"
+from stylealign.steps import step_separator, trace_steps
 
 
 class ReferenceOracle:
@@ -47,8 +38,7 @@ class ReferenceOracle:
         return problem.reference_solution
 
     def _reference_lines(self, problem: Problem) -> list[str]:
-        lines = [line.strip() for line in self._reference(problem).splitlines() if line.strip()]
-        return [line for line in lines if not FINAL_LINE.match(line)]
+        return [line for line in solution_lines(self._reference(problem)) if not FINAL_LINE.match(line)]
 
     def _pending(self, problem: Problem, done: str) -> list[str]:
         """The reference's lines from the first one whose result `done` has not computed."""
@@ -80,7 +70,7 @@ class ReferenceOracle:
         first = first_error_in_steps(problem, steps)
         if first < 0:
             return text
-        sep = _separator(steps)
+        sep = step_separator(steps, "\n")
         kept = "".join(steps[:first])
         if kept and not kept[-1].isspace():
             kept += sep

@@ -50,6 +50,16 @@ def trace_steps(text: str) -> list[str]:
     return split_steps(text, step_mode(text))
 
 
+def step_separator(steps: list[str], default: str) -> str:
+    """The whitespace the author puts between steps (the first step before the last that ends in some),
+    or `default` when it cannot be seen."""
+    for step in steps[:-1]:
+        tail = step[len(step.rstrip()) :]
+        if tail:
+            return tail
+    return default
+
+
 def join_steps(steps: list[str]) -> str:
     """The text the steps came from (the inverse of `split_steps`)."""
     return "".join(steps)

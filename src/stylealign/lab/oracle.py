@@ -40,6 +40,7 @@ from stylealign.lab.checker import (
 from stylealign.lab.world import find_problem, normalize_question
 from stylealign.records import Problem
 from stylealign.reference_oracle import ReferenceOracle
+from stylealign.steps import step_separator
 
 _ASCII_EQUATION = re.compile(r"(\d+)(\s*)([-+*/])(\s*)(\d+)(\s*)=(\s*)(\d+)")
 _STUDENT_STEP = re.compile(r"^(?:.+, so )?(?:Together .+ have|.+'s \w+ cost|\w+ has) \d+ [-+*/] \d+ = \d+ \w+\.$")
@@ -108,7 +109,7 @@ class LabOracle:
             return text
         out = list(steps[:first])
         pending = self._pending(problem, out)
-        sep = next((t for t in (_trailing(s)[1] for s in steps[:-1]) if t), styles.STEP_SEP)
+        sep = step_separator(steps, styles.STEP_SEP)
         answered = False
         for step in steps[first:]:
             if answer_of(step):
