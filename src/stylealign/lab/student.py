@@ -116,7 +116,7 @@ def _tokenizer(corpus: list[str], vocab_size: int):
     return tokenizer
 
 
-def _examples(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], int]]:
+def encode_examples(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], int]]:
     """(token ids, prompt length) per example: the rendered prompt, the solution, EOS (the engines' tokenization)."""
     examples = []
     for question, solution in pairs:
@@ -135,6 +135,22 @@ def _batches(examples: list[tuple[list[int], int]], size: int, rng: random.Rando
             rng.shuffle(chunks)
             for chunk in chunks:
                 yield [examples[i] for i in chunk]
+
+
+def collate(batch: list[tuple[list[int], int]], pad_token_id: int):
+    """(input_ids, attention_mask, labels) tensors for a batch of (token ids, prompt length): right padding,
+    loss on the response only."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_token_id)
+    labels = torch.full((len(batch), width), -100)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (ids, prompt_len) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])
+        mask[row, : len(ids)] = 1
+    return input_ids, mask, labels
 
 
 def pretrain(
@@ -161,7 +177,7 @@ def pretrain(
     pairs = [(p.question, student_solution(p.metadata)) for p in problems]
     oracle_text = [oracle_solution(generate(recipe["world_seed"], -1 - i), str(i)) for i in range(200)]
     tokenizer = _tokenizer([q for q, _ in pairs] + [s for _, s in pairs] + oracle_text, recipe["vocab_size"])
-    examples = _examples(tokenizer, pairs)
+    examples = encode_examples(tokenizer, pairs)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=recipe["hidden_size"],
@@ -190,15 +206,7 @@ def pretrain(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     batches = _batches(examples, recipe["batch_size"], rng)
     for step in range(steps):
-        batch = next(batches)
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ids, prompt_len) in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, prompt_len : len(ids)] = torch.tensor(ids[prompt_len:])
-            mask[row, : len(ids)] = 1
+        input_ids, mask, labels = collate(next(batches), tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
