@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stylealign.config import STREAMS, load_config
+from stylealign.report.verdict import PAPER_CLAIM
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -18,6 +19,8 @@ def test_demo_config_is_the_lab_on_cpu() -> None:
     assert [p.source for p in cfg.problems] == ["lab"] and cfg.reward.type == "lab"
     assert cfg.evaluation.datasets[0].source == "lab" and cfg.evaluation.datasets[0].split == "test"
     assert set(cfg.streams.enabled) == set(STREAMS)
+    assert len(cfg.training.seeds) >= 3 and cfg.training.budget.epochs == 1
+    assert [tuple(p) for p in cfg.report.contrasts][:3] == list(PAPER_CLAIM)
 
 
 def test_paper_config_mirrors_the_paper() -> None:
@@ -26,4 +29,5 @@ def test_paper_config_mirrors_the_paper() -> None:
     assert (cfg.sampling.k, cfg.sampling.temperature) == (8, 1.0)
     assert cfg.oracle is not None and cfg.oracle.engine.type == "openai" and cfg.oracle.engine.base_url
     assert cfg.training.loss == "dft" and cfg.training.learning_rate == pytest.approx(5e-5)
+    assert cfg.training.budget.epochs == 1 and cfg.training.budget.steps is None, "the paper trains one epoch"
     assert cfg.evaluation.k == 16 and "math500" in [d.source for d in cfg.evaluation.datasets]

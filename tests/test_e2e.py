@@ -38,7 +38,7 @@ def tiny_config(model_dir: Path) -> dict:
         "sampling": {"k": 2, "temperature": 1.0, "max_tokens": 24},
         "streams": {"sar_repair": {"continuations": 2}},
         "reward": {"type": "lab"},
-        "training": {"loss": "dft", "max_steps": 8, "save_steps": 2, "batch_size": 2, "learning_rate": 1e-3},
+        "training": {"loss": "dft", "budget": {"steps": 8}, "save_steps": 2, "batch_size": 2, "learning_rate": 1e-3},
         "evaluation": {
             "datasets": [{"source": "lab", "split": "test", "limit": 3}],
             "k": 2,
@@ -68,7 +68,7 @@ def test_every_stage_runs_and_the_report_matches_the_records(finished_run: RunCo
         assert row["traces"] == len(stream_traces(store, name)) == streams_json[name]["traces"]
         assert row["reward"] == streams_json[name]["reward"] and row["ppl"] == streams_json[name]["ppl"]
         assert row["accuracy_before"] == pytest.approx(sum(t.correct for t in base) / len(base))
-        model_dir = store.root / "train" / name / "model"
+        model_dir = store.root / "train" / name / "seed-0" / "model"
         if row["traces"]:
             trained.append(name)
             evals = store.stage(f"eval_{name}").records(Trace)
@@ -79,6 +79,8 @@ def test_every_stage_runs_and_the_report_matches_the_records(finished_run: RunCo
         else:
             assert row["accuracy_after"] is None and not model_dir.exists()
     assert {"gold", "oracle_synth"} <= set(trained)
+    assert report["verdict"]["verdict"] in ("reproduced", "contradicted", "not_resolved")
+    assert all(row["seeds"] for row in report["streams"] if row["stream"] in trained)
     html = (store.root / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     for name in trained:
@@ -93,7 +95,7 @@ def _load_rounded(path: Path) -> dict:
 
 def _complete_checkpoint(run: Path) -> Path | None:
     """A checkpoint whose trainer state (written last) parses: killing after it must resume, not restart."""
-    for state in sorted(run.glob("train/*/checkpoints/checkpoint-*/trainer_state.json")):
+    for state in sorted(run.glob("train/*/seed-*/checkpoints/checkpoint-*/trainer_state.json")):
         try:
             json.loads(state.read_text())
         except (OSError, ValueError):
@@ -123,8 +125,8 @@ def test_killed_run_resumes_to_the_same_report(
     assert proc.poll() is None, f"the run ended before training checkpointed: {log.read_text()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_in = checkpoint.parents[1].name
-    assert not (run / "report.json").exists() and not (run / "train" / killed_in / "model").exists()
+    killed_in = checkpoint.parents[2].name
+    assert not (run / "report.json").exists() and not (run / "train" / killed_in / "seed-0" / "model").exists()
 
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
     resumed = _load_rounded(run / "report.json")
@@ -132,8 +134,9 @@ def test_killed_run_resumes_to_the_same_report(
     assert resumed["streams"] == reference["streams"]
     assert resumed["evaluation"] == reference["evaluation"]
     assert resumed["paradox"] == reference["paradox"]
-    summary = json.loads((run / "train" / "summary.json").read_text())
-    assert summary[killed_in]["resumed_from"] is not None, "training restarted instead of resuming"
+    assert resumed["contrasts"] == reference["contrasts"] and resumed["verdict"] == reference["verdict"]
+    summary = json.loads((run / "train" / "summary.json").read_text())["streams"]
+    assert summary[killed_in]["seeds"]["0"]["resumed_from"] is not None, "training restarted instead of resuming"
     for name in ["base", *(s for s in summary if "steps" in summary[s])]:
         texts = {t.id: t.text for t in finished_run.store.stage(f"eval_{name}").records(Trace)}
         again = {t.id: t.text for t in RunStore(run).stage(f"eval_{name}").records(Trace)}

@@ -37,5 +37,9 @@ def test_unknown_stage_and_stream_are_rejected_before_any_work(tmp_path: Path) -
 def test_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"sampling\.temprature"):
         parse_config({**BASE, "sampling": {"temprature": 1.0}})
-    with pytest.raises(ConfigError, match=r"training\.max_steps"):
-        parse_config({**BASE, "training": {"max_steps": 0}})
+    with pytest.raises(ConfigError, match=r"training\.budget\.steps"):
+        parse_config({**BASE, "training": {"budget": {"steps": 0}}})
+    with pytest.raises(ConfigError, match=r"training\.seeds"):
+        parse_config({**BASE, "training": {"seeds": [0, 0]}})
+    with pytest.raises(ConfigError, match=r"report\.contrasts"):
+        parse_config({**BASE, "report": {"contrasts": [["sar", "gpt"]]}})

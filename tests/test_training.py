@@ -9,12 +9,22 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from stylealign.config import ExperimentConfig, LoraSettings, TrainingConfig
+from stylealign.config import BudgetConfig, ExperimentConfig, LoraSettings, TrainingConfig
 from stylealign.engines.base import Request, encode_prompt_response, render_prompt
 from stylealign.pipeline import RunContext
 from stylealign.records import Problem, Trace
 from stylealign.store import RunStore
-from stylealign.training import IGNORE_INDEX, TRAINING_INFO, encode_example, fine_tune, train_stage
+from stylealign.training import (
+    IGNORE_INDEX,
+    TRAINING_INFO,
+    budget_steps,
+    encode_example,
+    fine_tune,
+    length_warning,
+    matched_problems,
+    steps_per_epoch,
+    train_stage,
+)
 
 EXAMPLES = [
     (
@@ -71,7 +81,7 @@ def test_encode_example_masks_the_prompt_and_appends_eos(tiny_model_dir: Path) -
 def test_fine_tune_lowers_response_loss(
     tiny_model_dir: Path, tmp_path: Path, loss: str, lora, lr: float
 ) -> None:
-    cfg = TrainingConfig(loss=loss, lora=lora, max_steps=10, batch_size=4, learning_rate=lr, save_steps=100)
+    cfg = TrainingConfig(loss=loss, lora=lora, budget={"steps": 10}, batch_size=4, learning_rate=lr, save_steps=100)
     model_dir = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / "run")
     assert model_dir == tmp_path / "run" / "model"
     assert not (model_dir / "adapter_config.json").exists(), (
@@ -84,7 +94,7 @@ def test_fine_tune_lowers_response_loss(
 
 
 def test_finished_training_is_skipped_and_new_data_retrains(tiny_model_dir: Path, tmp_path: Path) -> None:
-    cfg = TrainingConfig(loss="nll", max_steps=2, batch_size=4, learning_rate=1e-3)
+    cfg = TrainingConfig(loss="nll", budget={"steps": 2}, batch_size=4, learning_rate=1e-3)
     first = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path)
     stamp = (first / "model.safetensors").stat().st_mtime_ns
     assert (
@@ -105,14 +115,14 @@ class StopAfterFirstSave(TrainerCallback):
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
-    cfg = TrainingConfig(loss="dft", max_steps=4, save_steps=2, batch_size=4, learning_rate=3e-3, seed=7)
+    cfg = TrainingConfig(loss="dft", budget={"steps": 4}, save_steps=2, batch_size=4, learning_rate=3e-3)
     with pytest.raises(Interrupt):
-        fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / "killed", callbacks=[StopAfterFirstSave()])
+        fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / "killed", seed=7, callbacks=[StopAfterFirstSave()])
     assert (tmp_path / "killed" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
     assert not (tmp_path / "killed" / "model").exists()
-    resumed = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / "killed")
+    resumed = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / "killed", seed=7)
     assert json.loads((resumed / TRAINING_INFO).read_text())["resumed_from"] == "checkpoint-2"
-    straight = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / "straight")
+    straight = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / "straight", seed=7)
     a, b, base = weights(resumed), weights(straight), weights(tiny_model_dir)
     assert any(not torch.equal(a[k], base[k]) for k in a)
     for key in a:
@@ -120,36 +130,78 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_model_dir: Path, 
 
 
 def test_partial_checkpoint_is_discarded(tiny_model_dir: Path, tmp_path: Path) -> None:
-    cfg = TrainingConfig(loss="nll", max_steps=2, batch_size=4, learning_rate=1e-3)
+    cfg = TrainingConfig(loss="nll", budget={"steps": 2}, batch_size=4, learning_rate=1e-3)
     broken = tmp_path / "checkpoints" / "checkpoint-1"
     broken.mkdir(parents=True)
     (broken / "model.safetensors").write_bytes(b"half a file")
     from stylealign.training import training_key
 
-    (tmp_path / "training_key").write_text(training_key(str(tiny_model_dir), EXAMPLES, cfg))
+    (tmp_path / "training_key").write_text(training_key(str(tiny_model_dir), EXAMPLES, cfg, 0))
     model_dir = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path)
     assert json.loads((model_dir / TRAINING_INFO).read_text())["resumed_from"] is None
 
 
-def test_train_stage_trains_each_stream_with_traces(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_budget_counts_epochs_tokens_or_steps() -> None:
+    cfg = TrainingConfig(batch_size=4, gradient_accumulation_steps=2)
+    assert steps_per_epoch(17, cfg) == 3  # 5 batches (the last one short), 2 per optimizer step
+    assert budget_steps(cfg.budget, 17, 1000, cfg) == 3, "the default budget is one epoch"
+    assert budget_steps(BudgetConfig(epochs=2), 17, 1000, cfg) == 6
+    assert budget_steps(BudgetConfig(tokens=1500), 17, 1000, cfg) == 5  # 1.5 epochs of 3 steps, rounded up
+    assert budget_steps(BudgetConfig(steps=7), 17, 1000, cfg) == 7
+    with pytest.raises(ValueError, match="not epochs and steps"):
+        BudgetConfig(epochs=1, steps=3)
+
+
+def _stream_run(tmp_path: Path, model: Path, training: dict, traces: dict[str, list[int]], **extra) -> RunContext:
+    """A run with `traces[name]` = the problem indices that stream holds a trace for."""
     config = ExperimentConfig.model_validate(
-        {
-            "student": {"engine": {"type": "hf", "model": str(tiny_model_dir)}},
-            "training": {"loss": "nll", "max_steps": 2, "batch_size": 2, "learning_rate": 1e-3},
-        }
+        {"student": {"engine": {"type": "hf", "model": str(model)}}, "training": training, **extra}
     )
     store = RunStore(tmp_path)
-    problems = [Problem(id=f"p{i}", question=f"What is {i} + {i}?", answer=str(2 * i)) for i in range(3)]
-    traces = [
-        Trace(id=f"t{i}", problem_id=p.id, text=f"{i} + {i} = {2 * i}.", stream="rft")
-        for i, p in enumerate(problems)
-    ]
-    store.stage("stream_rft").commit(traces, ["rft"])
-    ctx = RunContext(config=config, store=store, streams=("gold", "rft"))
+    problems = [Problem(id=f"p{i}", question=f"What is {i} + {i}?", answer=str(2 * i)) for i in range(4)]
+    for name, indices in traces.items():
+        records = [
+            Trace(id=f"{name}{i}", problem_id=f"p{i}", text=f"{i} + {i} = {2 * i}." + " So." * i, stream=name)
+            for i in indices
+        ]
+        store.stage(f"stream_{name}").commit(records, [name])
+    ctx = RunContext(config=config, store=store, streams=("gold", *traces))
     ctx.set_problems(problems)
+    return ctx
+
+
+def test_train_stage_trains_each_stream_and_seed_for_one_epoch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    training = {"loss": "nll", "batch_size": 2, "learning_rate": 1e-3, "seeds": [0, 1]}
+    ctx = _stream_run(tmp_path, tiny_model_dir, training, {"rft": [0, 1, 2]})
     summary = train_stage(ctx)
     assert summary["trained"] == "rft" and "gold" in summary["skipped (no traces)"]
-    assert (tmp_path / "train" / "rft" / "model" / TRAINING_INFO).is_file()
+    for seed in (0, 1):
+        assert (tmp_path / "train" / "rft" / f"seed-{seed}" / "model" / TRAINING_INFO).is_file()
     assert not (tmp_path / "train" / "gold").exists()
-    details = store.read_json("train/summary.json")
-    assert details["rft"]["examples"] == 3 and details["gold"] == {"skipped": "no traces"}
+    details = ctx.store.read_json("train/summary.json")
+    rft = details["streams"]["rft"]
+    assert rft["examples"] == 3 and details["streams"]["gold"] == {"skipped": "no traces"}
+    assert rft["steps"] == 2 and rft["epochs"] == pytest.approx(1.0), "one epoch: 3 examples in batches of 2"
+    assert rft["tokens_trained"] == rft["tokens"] > 0
+    assert set(rft["seeds"]) == {"0", "1"} and rft["seeds"]["0"]["key"] != rft["seeds"]["1"]["key"]
+    assert details["match_problems"] is False and details["budget"] == {"epochs": 1.0}
+    assert [rft["seeds"][s]["seed"] for s in ("0", "1")] == [0, 1]
+
+
+def test_matched_problems_train_every_stream_on_the_intersection(tiny_model_dir: Path, tmp_path: Path) -> None:
+    training = {"loss": "nll", "batch_size": 2, "learning_rate": 1e-3, "budget": {"steps": 1}}
+    ctx = _stream_run(
+        tmp_path, tiny_model_dir, training, {"rft": [0, 1, 2], "sar": [1, 2, 3]},
+        streams={"match_problems": True},
+    )
+    assert matched_problems(ctx) == {"p1", "p2"}
+    train_stage(ctx)
+    details = ctx.store.read_json("train/summary.json")
+    assert details["match_problems"] is True and details["matched_problems"] == 2
+    assert details["streams"]["rft"]["examples"] == details["streams"]["sar"]["examples"] == 2
+
+
+def test_length_warning_when_max_tokens_would_cut_training_length_answers() -> None:
+    assert length_warning(100, 150) is None
+    warning = length_warning(100, 149)
+    assert warning is not None and "max_tokens=149" in warning and "100 tokens" in warning

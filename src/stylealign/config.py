@@ -94,6 +94,9 @@ class StreamsConfig(Strict):
     rft: RFTConfig = Field(default_factory=RFTConfig)
     sar: SARConfig = Field(default_factory=SARConfig)
     sar_repair: SARRepairConfig = Field(default_factory=SARRepairConfig)
+    match_problems: bool = Field(
+        False, description="train every stream on the same problem ids (their intersection), a control for which problems"
+    )
 
     def model_post_init(self, __context: Any) -> None:
         unknown = [s for s in self.enabled if s not in STREAMS]
@@ -116,17 +119,42 @@ class LoraSettings(Strict):
     target_modules: list[str] | str = "all-linear"
 
 
+class BudgetConfig(Strict):
+    """How much each stream trains: epochs over its own examples (the paper: 1), response tokens, or optimizer steps."""
+
+    epochs: float | None = Field(None, gt=0)
+    tokens: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)
+
+    def model_post_init(self, __context: Any) -> None:
+        given = [name for name in ("epochs", "tokens", "steps") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of epochs, tokens or steps, not {' and '.join(given)}")
+        if not given:
+            self.epochs = 1.0
+
+
 class TrainingConfig(Strict):
     loss: Literal["nll", "dft"] = "dft"
     lora: LoraSettings | None = None
-    max_steps: int = Field(100, ge=1)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     learning_rate: float = Field(5e-5, gt=0)
     batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(1024, ge=16)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     save_steps: int = Field(50, ge=1)
-    seed: int = 0
+    seeds: list[int] = Field(
+        default_factory=lambda: [0], min_length=1,
+        description="every stream is trained (and every model evaluated) once per seed",
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {seeds}: each seed once")
+        return seeds
     bf16: bool | None = None
 
 
@@ -136,6 +164,31 @@ class EvaluationConfig(Strict):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(512, ge=1)
+
+
+PAPER_CONTRASTS = (
+    ("oracle_refine", "oracle_synth"),
+    ("rft", "oracle_refine"),
+    ("sar", "rft"),
+    ("sar_repair", "base"),
+)
+
+
+class ReportConfig(Strict):
+    contrasts: list[tuple[str, str]] = Field(
+        default_factory=lambda: list(PAPER_CONTRASTS),
+        description="[better, worse] pairs of streams ('base' = the untrained student) whose accuracy difference is tested",
+    )
+    resamples: int = Field(2000, ge=100, description="bootstrap resamples per interval")
+
+    @field_validator("contrasts")
+    @classmethod
+    def _known_models(cls, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for pair in pairs:
+            unknown = [name for name in pair if name not in (*STREAMS, "base")]
+            if unknown or pair[0] == pair[1]:
+                raise ValueError(f"contrast {list(pair)}: name two different models of {[*STREAMS, 'base']}")
+        return pairs
 
 
 class ExperimentConfig(Strict):
@@ -150,6 +203,7 @@ class ExperimentConfig(Strict):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("problems", mode="before")
     @classmethod

@@ -1,24 +1,34 @@
 """Avg@k and pass@k of the student before and after fine-tuning on each stream, with 95% intervals.
 
 Every sample is kept as a graded `Trace` (stream "eval", `metrics` holding
-`dataset`, `sample` and `k`), so each figure can be recomputed from the records.
+`dataset`, `sample`, `k`, `finish_reason` and `training_seed`), so each
+figure, and each paired comparison, can be recomputed from the records.
 
-The interval is a stratified cluster bootstrap: problems (not samples, which
-are correlated within a problem) are resampled with replacement inside each
-test set, and the statistic is the mean over test sets of the per-set mean of
-per-problem accuracy — the same statistic as the point estimate (the paper's
-mean Avg@k over benchmarks). Percentile interval, fixed seed, so reruns agree.
+Each model is evaluated once per entry of `training.seeds` (a stream's model
+trained with that seed; the base student, again, as a replicate), and the
+evaluation sampling seed of seed s is `seed + s` for every model, so two
+models' samples for one seed are drawn alike and can be paired.
+
+The interval is a two-level stratified bootstrap: inside each test set,
+problems (not samples, which are correlated within a problem) are resampled
+with replacement, and the seeds are resampled with replacement; the statistic
+is the mean over test sets of the mean over seeds of the per-set mean of
+per-problem accuracy: the point estimate's statistic (the paper's mean Avg@k
+over benchmarks, averaged over seeds). A paired contrast bootstraps the
+per-problem, per-seed *difference* of two models the same way, so the problems'
+shared difficulty cancels. Percentile intervals, fixed seed, so reruns agree.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from stylealign.config import DatasetConfig, EngineConfig, EvaluationConfig
 from stylealign.engines.base import Engine, SamplingParams
@@ -45,21 +55,87 @@ def avg_at_k(correct: Sequence[Sequence[bool]]) -> float:
     return sum(sum(c) / len(c) for c in correct) / len(correct)
 
 
+def bootstrap_means(
+    tables: Sequence[np.ndarray], *, resamples: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """Bootstrap replicates of the mean over tables of (seeds × problems) tables, resampling problems and seeds."""
+    rng = np.random.default_rng(seed)
+    total = np.zeros(resamples)
+    for table in tables:
+        n_seeds, n_problems = table.shape
+        problems = rng.integers(0, n_problems, size=(resamples, n_problems))
+        seeds = rng.integers(0, n_seeds, size=(resamples, n_seeds))
+        per_seed = table[:, problems].mean(axis=2).T  # resamples × seeds
+        total += np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    return total / len(tables)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    tail = (1 - level) / 2
+    low, high = np.quantile(replicates, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     groups: Sequence[Sequence[float]], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile interval of the mean of group means, resampling items within each group."""
-    groups = [list(g) for g in groups if g]
-    if not groups:
+    tables = [np.asarray([list(g)], dtype=float) for g in groups if g]
+    if not tables:
         raise ValueError("a confidence interval needs at least one value")
-    rng = random.Random(seed)
-    stats = sorted(
-        sum(sum(rng.choices(g, k=len(g))) / len(g) for g in groups) / len(groups) for _ in range(resamples)
-    )
-    tail = (1 - level) / 2
-    low = stats[max(0, math.floor(tail * resamples))]
-    high = stats[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
-    return low, high
+    return percentile_interval(bootstrap_means(tables, resamples=resamples, seed=seed), level)
+
+
+ScoreTable = dict[str, dict[int, dict[str, float]]]  # test set -> seed -> problem id -> share of samples correct
+
+
+def problem_scores(traces: Iterable[Trace]) -> ScoreTable:
+    """Per test set, seed and problem, the share of the samples that are correct: what pairing needs."""
+    hits: dict[str, dict[int, dict[str, list[bool]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for trace in traces:
+        hits[trace.metrics["dataset"]][trace.metrics.get("training_seed", 0)][trace.problem_id].append(bool(trace.correct))
+    return {
+        name: {seed: {pid: sum(c) / len(c) for pid, c in problems.items()} for seed, problems in seeds.items()}
+        for name, seeds in hits.items()
+    }
+
+
+def _tables(scores: ScoreTable, others: Sequence[ScoreTable] = ()) -> list[np.ndarray]:
+    """(seeds × problems) arrays per test set, on the seeds and problems that every one of `others` has too."""
+    tables = []
+    for name, by_seed in sorted(scores.items()):
+        seeds = sorted(s for s in by_seed if all(s in o.get(name, {}) for o in others))
+        if not seeds:
+            continue
+        problems = sorted(set.intersection(*(set(by_seed[s]) for s in seeds)))
+        problems = [p for p in problems if all(p in o[name][s] for o in others for s in seeds)]
+        if problems:
+            tables.append(np.array([[by_seed[s][p] for p in problems] for s in seeds]))
+    return tables
+
+
+def paired_contrast(
+    better: ScoreTable, worse: ScoreTable, *, level: float = 0.95, resamples: int = 2000
+) -> dict[str, Any] | None:
+    """acc(better) - acc(worse) on their common test sets, seeds and problems, with a paired bootstrap interval.
+
+    None when the two share no evaluated problem. `se` is the bootstrap standard error of the difference.
+    """
+    a, b = _tables(better, [worse]), _tables(worse, [better])
+    if not a:
+        return None
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    replicates = bootstrap_means(diffs, resamples=resamples)
+    low, high = percentile_interval(replicates, level)
+    return {
+        "diff": float(sum(d.mean() for d in diffs) / len(diffs)),
+        "ci_low": low,
+        "ci_high": high,
+        "se": float(replicates.std()),
+        "resolved": low > 0 or high < 0,
+        "problems": sum(d.shape[1] for d in diffs),
+        "seeds": max(d.shape[0] for d in diffs),
+    }
 
 
 def dataset_label(cfg: DatasetConfig) -> str:
@@ -72,38 +148,54 @@ def dataset_label(cfg: DatasetConfig) -> str:
     return f"{Path(cfg.source).name if '/' in cfg.source else cfg.source}:{cfg.split}{window}"
 
 
-def summarize(traces: Iterable[Trace], k: int | None = None) -> dict[str, Any]:
-    """Avg@k, pass@k and the 95% interval per test set and overall (mean over test sets) from eval traces."""
-    by_problem: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+def summarize(traces: Iterable[Trace], k: int | None = None, *, resamples: int = 2000) -> dict[str, Any]:
+    """Avg@k, pass@k, the 95% interval (problems and seeds), per-seed accuracy and length cuts from eval traces.
+
+    Accuracy is the mean over test sets of the mean over seeds; `length_cut` is the share of samples that
+    stopped at `max_tokens` (graded wrong unless the answer came before the cut).
+    """
+    traces = list(traces)
+    by_set: dict[str, dict[int, dict[str, list[bool]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for trace in traces:
-        by_problem[trace.metrics["dataset"]][trace.problem_id].append(bool(trace.correct))
-    if not by_problem:
-        return {"accuracy": None, "ci_low": None, "ci_high": None, "pass_at_k": None, "k": k, "datasets": {}}
+        seed = trace.metrics.get("training_seed", 0)
+        by_set[trace.metrics["dataset"]][seed][trace.problem_id].append(bool(trace.correct))
+    if not by_set:
+        return {"accuracy": None, "ci_low": None, "ci_high": None, "pass_at_k": None, "k": k, "seeds": [],
+                "length_cut": None, "datasets": {}}
+    scores = problem_scores(traces)
     datasets: dict[str, Any] = {}
-    groups = []
-    for name, problems in sorted(by_problem.items()):
-        samples = list(problems.values())
-        n = min(len(s) for s in samples)
+    for name, by_seed in sorted(by_set.items()):
+        per_seed = {seed: list(problems.values()) for seed, problems in sorted(by_seed.items())}
+        n = min(len(s) for samples in per_seed.values() for s in samples)
         kk = min(k or n, n)
-        per_problem = [sum(s) / len(s) for s in samples]
-        low, high = bootstrap_ci([per_problem])
+        low, high = percentile_interval(bootstrap_means(_tables({name: scores[name]}), resamples=resamples))
         datasets[name] = {
-            "problems": len(samples),
-            "samples": sum(len(s) for s in samples),
-            "avg_at_k": avg_at_k(samples),
-            "pass_at_k": sum(pass_at_k(len(s), sum(s), kk) for s in samples) / len(samples),
+            "problems": max(len(samples) for samples in per_seed.values()),
+            "samples": sum(len(s) for samples in per_seed.values() for s in samples),
+            "avg_at_k": sum(avg_at_k(samples) for samples in per_seed.values()) / len(per_seed),
+            "pass_at_k": sum(
+                sum(pass_at_k(len(s), sum(s), kk) for s in samples) / len(samples) for samples in per_seed.values()
+            ) / len(per_seed),
+            "seed_accuracy": {seed: avg_at_k(samples) for seed, samples in per_seed.items()},
             "k": kk,
             "ci_low": low,
             "ci_high": high,
         }
-        groups.append(per_problem)
-    low, high = bootstrap_ci(groups)
+    low, high = percentile_interval(bootstrap_means(_tables(scores), resamples=resamples))
+    seed_accuracy = [d.pop("seed_accuracy") for d in datasets.values()]
+    seeds = sorted(set.intersection(*(set(acc) for acc in seed_accuracy)))
+    cut = sum(t.metrics.get("finish_reason") == "length" for t in traces) / len(traces)
     return {
         "accuracy": sum(d["avg_at_k"] for d in datasets.values()) / len(datasets),
         "pass_at_k": sum(d["pass_at_k"] for d in datasets.values()) / len(datasets),
         "k": k,
         "ci_low": low,
         "ci_high": high,
+        "seeds": [
+            {"seed": seed, "accuracy": sum(acc[seed] for acc in seed_accuracy) / len(seed_accuracy)}
+            for seed in seeds
+        ],
+        "length_cut": cut,
         "datasets": datasets,
     }
 
@@ -117,8 +209,12 @@ def evaluate_engine(
     *,
     model: str,
     seed: int,
+    training_seed: int = 0,
 ) -> None:
-    """Sample k answers per test problem, grade them, commit per chunk; already committed chunks are skipped."""
+    """Sample k answers per test problem, grade them, commit per chunk; already committed chunks are skipped.
+
+    `seed` draws the samples; `training_seed` is the entry of `training.seeds` they belong to.
+    """
     from stylealign.streams.sample import sample_and_grade
 
     sampling = sampling_params(cfg, seed)
@@ -161,6 +257,7 @@ def evaluate_engine(
                             "sample": i,
                             "k": cfg.k,
                             "finish_reason": completion.finish_reason,
+                            "training_seed": training_seed,
                         },
                     )
                     for p, completions in zip(todo, outputs, strict=True)
@@ -188,27 +285,34 @@ def model_fingerprint(model: str) -> str:
     return resolved
 
 
-def eval_targets(ctx: Any) -> list[tuple[str, EngineConfig]]:
-    """("base", the student's engine) and (stream, the same engine on DIR/train/<stream>/model) per trained stream."""
-    from stylealign.training import finished_model, with_weights
+def eval_seed(ctx: Any, training_seed: int) -> int:
+    """The evaluation sampling seed for one entry of `training.seeds`: the same for every model."""
+    return ctx.config.seed + training_seed
+
+
+def eval_targets(ctx: Any) -> list[tuple[str, int, EngineConfig]]:
+    """(model name, training seed, engine): the base student once per seed, and each stream's model of each seed."""
+    from stylealign.training import finished_model, seed_dir, with_weights
 
     base = ctx.config.student.engine
-    targets = [("base", base)]
-    for stream in ctx.streams:
-        model_dir = finished_model(ctx.store.root / "train" / stream)
-        if model_dir is not None:
-            targets.append((stream, with_weights(base, str(model_dir))))
-    return targets
+    targets = []
+    for seed in ctx.config.training.seeds:
+        targets.append(("base", seed, base))
+        for stream in ctx.streams:
+            model_dir = finished_model(seed_dir(ctx.store.root, stream, seed))
+            if model_dir is not None:
+                targets.append((stream, seed, with_weights(base, str(model_dir))))
+    return sorted(targets, key=lambda t: (t[0] != "base", t[0], t[1]))
 
 
-def eval_traces(ctx: Any, name: str, engine_cfg: EngineConfig) -> list[Trace]:
-    """The records of stage `eval_<name>` made by this model, test sets, template and sampling (older runs' ignored)."""
+def eval_traces(ctx: Any, name: str, seed: int, engine_cfg: EngineConfig) -> list[Trace]:
+    """The records of stage `eval_<name>` made by this model, test sets, template, sampling and seed."""
     from stylealign.training import weights_spec
 
     cfg = ctx.config.evaluation
     labels = {dataset_label(d) for d in cfg.datasets}
     model = model_fingerprint(weights_spec(engine_cfg))
-    sampling = sampling_params(cfg, ctx.config.seed).to_dict()
+    sampling = sampling_params(cfg, eval_seed(ctx, seed)).to_dict()
     template = ctx.student_template().name
     return [
         t
@@ -218,11 +322,20 @@ def eval_traces(ctx: Any, name: str, engine_cfg: EngineConfig) -> list[Trace]:
         and t.sampling == sampling
         and t.template == template
         and t.metrics.get("k") == cfg.k
+        and t.metrics.get("training_seed", 0) == seed
     ]
 
 
+def model_traces(ctx: Any) -> dict[str, list[Trace]]:
+    """Every evaluated model's current records over all its seeds, by model name ("base" or a stream)."""
+    traces: dict[str, list[Trace]] = defaultdict(list)
+    for name, seed, engine_cfg in eval_targets(ctx):
+        traces[name] += eval_traces(ctx, name, seed, engine_cfg)
+    return {name: found for name, found in traces.items() if found}
+
+
 def evaluate_stage(ctx: Any) -> dict[str, Any]:
-    """Evaluate the base student and every trained stream model on the configured test sets."""
+    """Evaluate the base student and every trained stream model of every seed on the configured test sets."""
     from stylealign.datasets import load_problems
     from stylealign.training import weights_spec
 
@@ -230,10 +343,9 @@ def evaluate_stage(ctx: Any) -> dict[str, Any]:
     test_sets = [(dataset_label(d), load_problems(d)) for d in cfg.datasets]
     total = sum(len(p) for _, p in test_sets)
     template = ctx.student_template()
-    results: dict[str, Any] = {}
     ctx.release_engines()
-    for name, engine_cfg in eval_targets(ctx):
-        ctx.console.print(f"evaluating [bold]{name}[/] on {total} problems × {cfg.k} samples")
+    for name, seed, engine_cfg in eval_targets(ctx):
+        ctx.console.print(f"evaluating [bold]{name}[/] (seed {seed}) on {total} problems × {cfg.k} samples")
         evaluate_engine(
             ctx.engine(engine_cfg),
             test_sets,
@@ -241,9 +353,11 @@ def evaluate_stage(ctx: Any) -> dict[str, Any]:
             cfg,
             ctx.store.stage(f"eval_{name}"),
             model=model_fingerprint(weights_spec(engine_cfg)),
-            seed=ctx.config.seed,
+            seed=eval_seed(ctx, seed),
+            training_seed=seed,
         )
         ctx.release_engines()
-        results[name] = summarize(eval_traces(ctx, name, engine_cfg), cfg.k)
+    resamples = ctx.config.report.resamples
+    results = {name: summarize(traces, cfg.k, resamples=resamples) for name, traces in model_traces(ctx).items()}
     ctx.store.write_json("eval.json", results)
-    return {name: f"{r['accuracy']:.1%}" if r["accuracy"] is not None else "-" for name, r in results.items()}
+    return {name: f"{r['accuracy']:.1%}" for name, r in results.items()}

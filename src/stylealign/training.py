@@ -1,4 +1,9 @@
-"""Fine-tune the student on one stream with TRL: same budget for every stream, loss on the response only.
+"""Fine-tune the student on one stream with TRL: the same budget rule for every stream, loss on the response only.
+
+The budget (`training.budget`) is epochs over the stream's own examples (the
+paper's one epoch), response tokens, or optimizer steps; every stream is
+trained once per `training.seeds` entry, so the report can tell a stream's
+effect from a seed's.
 
 Examples are tokenized here, not by TRL, with `encode_prompt_response`, the
 rule scoring and sampling use: the prompt is `render_prompt(tokenizer,
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import shutil
 import time
@@ -24,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stylealign.config import EngineConfig, TrainingConfig
+from stylealign.config import BudgetConfig, EngineConfig, TrainingConfig
 from stylealign.engines.base import Request, encode_prompt_response
 from stylealign.records import content_id
 
@@ -56,10 +62,27 @@ def encode_example(
     return {"input_ids": input_ids, "labels": labels}
 
 
-def training_key(base_model: str, examples: Sequence[tuple[Request, str]], cfg: TrainingConfig) -> str:
-    """Changes whenever the base model, the data or a setting changes, so stale checkpoints are never resumed."""
+def training_key(base_model: str, examples: Sequence[tuple[Request, str]], cfg: TrainingConfig, seed: int) -> str:
+    """Changes whenever the base model, the data, a setting or the seed changes, so stale checkpoints are never resumed.
+
+    The list of seeds is left out: adding a seed must not retrain the models of the others.
+    """
     data = [(list(req.messages), req.prefix, response) for req, response in examples]
-    return content_id("train", str(base_model), cfg.model_dump(mode="json"), content_id(data))
+    settings = cfg.model_dump(mode="json", exclude={"seeds"})
+    return content_id("train", str(base_model), settings, seed, content_id(data))
+
+
+def steps_per_epoch(examples: int, cfg: TrainingConfig) -> int:
+    """Optimizer steps in one pass over `examples` (the trainer's count: a short last batch still makes a step)."""
+    return max(1, math.ceil(math.ceil(examples / cfg.batch_size) / cfg.gradient_accumulation_steps))
+
+
+def budget_steps(budget: BudgetConfig, examples: int, response_tokens: int, cfg: TrainingConfig) -> int:
+    """Optimizer steps that spend `budget` on a stream of `examples` holding `response_tokens` trained tokens."""
+    if budget.steps is not None:
+        return budget.steps
+    epochs = budget.epochs if budget.epochs is not None else budget.tokens / max(1, response_tokens)
+    return max(1, math.ceil(epochs * steps_per_epoch(examples, cfg)))
 
 
 def finished_model(out_dir: str | Path, key: str | None = None) -> Path | None:
@@ -106,6 +129,7 @@ def fine_tune(
     cfg: TrainingConfig,
     out_dir: str | Path,
     *,
+    seed: int = 0,
     callbacks: Sequence[Any] = (),
 ) -> Path:
     """Train on (request, response) pairs into `out_dir/model`; resumes from `out_dir/checkpoints`, skips if done.
@@ -115,7 +139,7 @@ def fine_tune(
     if not examples:
         raise ValueError(f"fine_tune({out_dir}): no examples to train on")
     out_dir = Path(out_dir)
-    key = training_key(str(base_model_dir), examples, cfg)
+    key = training_key(str(base_model_dir), examples, cfg, seed)
     done = finished_model(out_dir, key)
     if done is not None:
         return done
@@ -142,6 +166,8 @@ def fine_tune(
     dataset = Dataset.from_list(
         [encode_example(tokenizer, req, resp, cfg.max_length) for req, resp in examples]
     )
+    response_tokens = [sum(label != IGNORE_INDEX for label in row) for row in dataset["labels"]]
+    max_steps = budget_steps(cfg.budget, len(examples), sum(response_tokens), cfg)
     model = AutoModelForCausalLM.from_pretrained(
         str(base_model_dir), dtype=torch.bfloat16 if bf16 else torch.float32
     )
@@ -162,21 +188,21 @@ def fine_tune(
         args = SFTConfig(
             output_dir=str(out_dir / "checkpoints"),
             loss_type=cfg.loss,
-            max_steps=cfg.max_steps,
+            max_steps=max_steps,
             learning_rate=cfg.learning_rate,
             per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type="linear",
             max_length=cfg.max_length,
-            seed=cfg.seed,
-            data_seed=cfg.seed,
+            seed=seed,
+            data_seed=seed,
             bf16=bf16,
             use_cpu=not cuda,
             save_strategy="steps",
             save_steps=cfg.save_steps,
             save_total_limit=2,
-            logging_steps=max(1, cfg.max_steps // 10),
+            logging_steps=max(1, max_steps // 10),
             report_to="none",
             log_level="error",
             disable_tqdm=False,
@@ -199,12 +225,18 @@ def fine_tune(
     if peft_config is not None:
         trained = trained.merge_and_unload()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    epochs = trainer.state.global_step / steps_per_epoch(len(examples), cfg)
     info = {
         "key": key,
         "base_model": str(base_model_dir),
+        "seed": seed,
         "examples": len(examples),
-        "tokens": sum(sum(label != IGNORE_INDEX for label in row) for row in dataset["labels"]),
+        "tokens": sum(response_tokens),
+        "longest_response_tokens": max(response_tokens),
         "steps": trainer.state.global_step,
+        "epochs": round(epochs, 4),
+        # exact for whole epochs; for a fractional last epoch, the expected count over its random batches
+        "tokens_trained": round(epochs * sum(response_tokens)),
         "resumed_from": checkpoint.name if checkpoint else None,
         "train_loss": result.training_loss,
         "first_loss": losses[0] if losses else None,
@@ -227,8 +259,8 @@ def fine_tune(
     return out_dir / "model"
 
 
-def stream_examples(ctx: Any, stream: str) -> list[tuple[Request, str]]:
-    """The (student request, trace text) pairs of the current traces of one stream, in the student's template."""
+def stream_examples(ctx: Any, stream: str, problem_ids: set[str] | None = None) -> list[tuple[Request, str]]:
+    """The (student request, trace text) pairs of the current traces of one stream (on `problem_ids` when given)."""
     from stylealign.streams.listing import stream_traces
 
     problems = {p.id: p for p in ctx.problems()}
@@ -240,8 +272,25 @@ def stream_examples(ctx: Any, stream: str) -> list[tuple[Request, str]]:
             raise ValueError(
                 f"stream {stream!r}: trace {trace.id} names unknown problem {trace.problem_id!r}"
             )
-        examples.append((template.request(question=problem.question), trace.text))
+        if problem_ids is None or problem.id in problem_ids:
+            examples.append((template.request(question=problem.question), trace.text))
     return examples
+
+
+def matched_problems(ctx: Any) -> set[str] | None:
+    """With `streams.match_problems`, the problem ids every non-empty selected stream covers; else None (all)."""
+    from stylealign.streams.listing import stream_traces
+
+    if not ctx.config.streams.match_problems:
+        return None
+    covered = [{t.problem_id for t in stream_traces(ctx.store, stream)} for stream in ctx.streams]
+    covered = [ids for ids in covered if ids]
+    return set.intersection(*covered) if covered else set()
+
+
+def seed_dir(run_dir: str | Path, stream: str, seed: int) -> Path:
+    """Where the model of `stream` trained with `seed` lives: DIR/train/<stream>/seed-<seed>."""
+    return Path(run_dir) / "train" / stream / f"seed-{seed}"
 
 
 def weights_spec(engine: EngineConfig) -> str:
@@ -259,23 +308,56 @@ def with_weights(engine: EngineConfig, model: str) -> EngineConfig:
     return engine.model_copy(update={"model": model})
 
 
+def length_warning(longest_response: int, max_tokens: int) -> str | None:
+    """A warning when evaluation may cut answers as long as the training traces (a cut answer is graded wrong)."""
+    if max_tokens >= 1.5 * longest_response:
+        return None
+    return (
+        f"evaluation.max_tokens={max_tokens} is below 1.5x the longest training trace ({longest_response} tokens): "
+        "a model that imitates its stream well may be cut off and graded wrong; see each model's length-cut share"
+    )
+
+
 def train_stage(ctx: Any) -> dict[str, Any]:
-    """One model per selected stream into DIR/train/<stream>/model, all with the same budget and seed."""
+    """One model per selected stream and seed into DIR/train/<stream>/seed-<seed>/model, all under one budget rule."""
     from stylealign.models import resolve_model
 
     ctx.release_engines()
+    cfg = ctx.config.training
     base = resolve_model(weights_spec(ctx.config.student.engine))
-    trained, skipped, details = [], [], {}
+    common = matched_problems(ctx)
+    trained, skipped, streams = [], [], {}
     for stream in ctx.streams:
-        examples = stream_examples(ctx, stream)
+        examples = stream_examples(ctx, stream, common)
         if not examples:
             skipped.append(stream)
-            details[stream] = {"skipped": "no traces"}
+            streams[stream] = {"skipped": "no traces"}
             continue
-        ctx.console.print(f"training on [bold]{stream}[/] ({len(examples)} examples)")
-        model_dir = fine_tune(base, examples, ctx.config.training, ctx.store.root / "train" / stream)
-        details[stream] = json.loads((model_dir / TRAINING_INFO).read_text(encoding="utf-8"))
-        details[stream].pop("config", None)
+        seeds = {}
+        for seed in cfg.seeds:
+            ctx.console.print(f"training on [bold]{stream}[/] ({len(examples)} examples, seed {seed})")
+            model_dir = fine_tune(base, examples, cfg, seed_dir(ctx.store.root, stream, seed), seed=seed)
+            info = json.loads((model_dir / TRAINING_INFO).read_text(encoding="utf-8"))
+            info.pop("config", None)
+            seeds[str(seed)] = info
+        first = next(iter(seeds.values()))
+        streams[stream] = {
+            key: first[key] for key in ("examples", "tokens", "longest_response_tokens", "steps", "epochs", "tokens_trained")
+        } | {"seeds": seeds}
         trained.append(stream)
-    ctx.store.write_json("train/summary.json", details)
-    return {"trained": ",".join(trained) or "-", "skipped (no traces)": ",".join(skipped) or "-"}
+    longest = max((s["longest_response_tokens"] for s in streams.values() if "seeds" in s), default=0)
+    warning = length_warning(longest, ctx.config.evaluation.max_tokens) if longest else None
+    if warning:
+        ctx.console.print(f"[yellow]warning:[/] {warning}")
+    ctx.store.write_json(
+        "train/summary.json",
+        {
+            "match_problems": ctx.config.streams.match_problems,
+            "matched_problems": None if common is None else len(common),
+            "budget": cfg.budget.model_dump(exclude_none=True),
+            "seeds": cfg.seeds,
+            "warnings": [warning] if warning else [],
+            "streams": streams,
+        },
+    )
+    return {"trained": ",".join(trained) or "-", "skipped (no traces)": ",".join(skipped) or "-", "seeds": len(cfg.seeds)}

@@ -1,8 +1,10 @@
 """The report: per-stream quality, compatibility and utility side by side, and what the numbers say.
 
 `report_stage` joins `DIR/streams.json` (the score stage's per-stream
-metrics) with the evaluation records, and writes `report.json`, `report.md`,
-`report.html` (one self-contained page) and `figures/*.png`.
+metrics), `DIR/train/summary.json` (budgets actually spent) and the
+evaluation records (accuracy over seeds, paired contrasts, the verdict), and
+writes `report.json`, `report.md`, `report.html` (one self-contained page)
+and `figures/*.png`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any
 
 from stylealign.report.figures import make_figures
 from stylealign.report.html import render_html
-from stylealign.report.table import markdown_table, paradox, rich_table
+from stylealign.report.table import contrast_table, markdown_table, mode_sentence, paradox, rich_table
+from stylealign.report.verdict import verdict
 
 __all__ = ["build_report", "report_stage", "write_report"]
+
+TRAINED = ("examples", "steps", "epochs", "tokens_trained")
 
 
 def build_report(
@@ -23,27 +28,39 @@ def build_report(
     evaluations: dict[str, dict[str, Any]],
     streams: tuple[str, ...] | list[str],
     k: int,
+    *,
+    contrasts: list[dict[str, Any]] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Join per-stream metrics with accuracy before ("base") and after fine-tuning on each stream."""
+    """Join per-stream metrics with the budget spent and accuracy before ("base") and after each stream."""
     by_stream = {row["stream"]: row for row in stream_rows}
+    trained = (training or {}).get("streams", {})
     base = evaluations.get("base", {})
     rows = []
     for stream in streams:
         after = evaluations.get(stream, {})
+        spent = trained.get(stream, {})
         rows.append(
             {
                 **by_stream.get(stream, {"stream": stream}),
+                **{key: spent.get(key) for key in TRAINED},
                 "accuracy_before": base.get("accuracy"),
                 "accuracy_after": after.get("accuracy"),
                 "accuracy_ci_low": after.get("ci_low"),
                 "accuracy_ci_high": after.get("ci_high"),
                 "pass_at_k_after": after.get("pass_at_k"),
+                "seeds": after.get("seeds", []),
+                "length_cut": after.get("length_cut"),
             }
         )
+    contrasts = contrasts or []
     return {
         "name": name,
+        "verdict": verdict(contrasts),
+        "contrasts": contrasts,
         "streams": rows,
         "paradox": paradox(rows),
+        "training": {key: value for key, value in (training or {}).items() if key != "streams"},
         "evaluation": {"metric": f"Avg@{k}", "k": k, "models": evaluations},
     }
 
@@ -59,11 +76,19 @@ def write_report(report: dict[str, Any], run_dir: str | Path) -> dict[str, Path]
     paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     images = "\n".join(f"![{name}]({rel})" for name, rel in report["figures"].items())
+    headers, rows = contrast_table(report["contrasts"])
+    contrast_md = "\n".join(
+        ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        + ["| " + " | ".join(row) + " |" for row in rows]
+    )
     paths["md"].write_text(
-        f"# stylealign report — {report['name']}\n\n{report['paradox']['sentence']}\n\n"
+        f"# stylealign report — {report['name']}\n\n**Verdict: {report['verdict']['verdict']}.** "
+        f"{report['verdict']['sentence']}\n\n{mode_sentence(report)}\n\n"
+        f"## Paired contrasts (points of accuracy)\n\n{contrast_md}\n\n"
+        f"## Streams\n\n{report['paradox']['sentence']}\n\n"
         f"{report['paradox']['cost_sentence']}\n\n{markdown_table(report['streams'])}\n\n"
-        f"Accuracy: {report['evaluation']['metric']}, mean over test sets; 95% CI by stratified bootstrap "
-        f"over problems.\n\n{images}\n",
+        f"Accuracy: {report['evaluation']['metric']}, mean over test sets and seeds; 95% CI by a bootstrap "
+        f"that resamples problems (within test sets) and seeds.\n\n{images}\n",
         encoding="utf-8",
     )
     paths["html"].write_text(render_html(report, figures), encoding="utf-8")
@@ -71,23 +96,36 @@ def write_report(report: dict[str, Any], run_dir: str | Path) -> dict[str, Path]
 
 
 def report_stage(ctx: Any) -> dict[str, Any]:
-    """Build the report from the run store, print the table and the path of the HTML page."""
-    from stylealign.evaluation import eval_targets, eval_traces, summarize
+    """Build the report from the run store; print the table, the verdict and the path of the HTML page."""
+    from stylealign.evaluation import model_traces, problem_scores, summarize
+    from stylealign.report.verdict import contrasts
 
     streams_json = ctx.store.root / "streams.json"
     if not streams_json.is_file():
         raise FileNotFoundError(
             f"{streams_json}: missing; run the score stage first (stylealign run --only score)"
         )
-    k = ctx.config.evaluation.k
-    evaluations = {name: summarize(eval_traces(ctx, name, cfg), k) for name, cfg in eval_targets(ctx)}
-    evaluations = {name: s for name, s in evaluations.items() if s["accuracy"] is not None}
-    report = build_report(ctx.config.name, ctx.store.read_json("streams.json"), evaluations, ctx.streams, k)
+    k, resamples = ctx.config.evaluation.k, ctx.config.report.resamples
+    traces = model_traces(ctx)
+    evaluations = {name: summarize(found, k, resamples=resamples) for name, found in traces.items()}
+    scores = {name: problem_scores(found) for name, found in traces.items()}
+    training_json = ctx.store.root / "train" / "summary.json"
+    report = build_report(
+        ctx.config.name,
+        ctx.store.read_json("streams.json"),
+        evaluations,
+        ctx.streams,
+        k,
+        contrasts=contrasts(scores, ctx.config.report.contrasts, resamples=resamples),
+        training=ctx.store.read_json("train/summary.json") if training_json.is_file() else None,
+    )
     paths = write_report(report, ctx.store.root)
     ctx.console.print(
         rich_table(report["streams"], f"{ctx.config.name}: which data makes the student better")
     )
     ctx.console.print(report["paradox"]["sentence"])
     ctx.console.print(report["paradox"]["cost_sentence"])
+    ctx.console.print(mode_sentence(report))
     ctx.console.print(f"HTML report: [bold]{paths['html'].resolve()}[/]")
-    return {"html": str(paths["html"]), "paradox_reproduced": report["paradox"]["reproduced"]}
+    ctx.console.print(f"[bold]Verdict: {report['verdict']['verdict']}.[/] {report['verdict']['sentence']}")
+    return {"html": str(paths["html"]), "verdict": report["verdict"]["verdict"]}

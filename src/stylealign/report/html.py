@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stylealign.report.figures import FIGURES
-from stylealign.report.table import COLUMNS, fmt
+from stylealign.report.table import COLUMNS, contrast_table, fmt, mode_sentence
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
@@ -58,6 +58,7 @@ def render_html(report: dict[str, Any], figures: dict[str, Path]) -> str:
         ["model", "test set", "problems", f"Avg@{k}", "95% CI", f"pass@{k}"],
         _eval_rows(report),
     )
+    contrasts = _table(*contrast_table(report["contrasts"])) if report["contrasts"] else "<p>No contrast could be computed (a model of a configured pair was not evaluated).</p>"
     images = []
     for name, path in figures.items():
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
@@ -66,17 +67,25 @@ def render_html(report: dict[str, Any], figures: dict[str, Path]) -> str:
             f'<figure id="{name}"><img alt="{caption}" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>"
         )
-    paradox = report["paradox"]
+    paradox, verdict = report["paradox"], report["verdict"]
     title = html.escape(f"stylealign report — {report['name']}")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
 <body>
 <h1>{title}</h1>
-<p class="verdict">{html.escape(paradox["sentence"])}<br>{html.escape(paradox["cost_sentence"])}</p>
+<p class="verdict"><strong>Verdict: {html.escape(verdict["verdict"])}.</strong> {html.escape(verdict["sentence"])}</p>
+<p>{html.escape(mode_sentence(report))}</p>
+<h2>Paired contrasts</h2>
+<p>Accuracy of the stream the paper predicts better minus the one it predicts worse, in points; the 95% interval is a
+paired bootstrap over problems and seeds (both models answered the same problems with the same sampling seeds).
+A contrast is resolved when its interval excludes 0.</p>
+{contrasts}
 <h2>Streams</h2>
+<p>{html.escape(paradox["sentence"])}<br>{html.escape(paradox["cost_sentence"])}</p>
 <p>Accuracy is Avg@{k} (mean accuracy over {k} samples per problem, averaged over test sets) of the student
-fine-tuned on each stream; "acc before" is the base student. 95% CI: stratified bootstrap over problems.</p>
+fine-tuned on each stream, averaged over seeds; "acc before" is the base student. 95% CI: bootstrap over problems
+(within test sets) and seeds. "length cut": share of samples stopped by max_tokens, graded wrong unless answered before.</p>
 {stream_table}
 <h2>Evaluation per test set</h2>
 {eval_table}

@@ -26,13 +26,19 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("ppl_q4", "Q4", "Q4", "num"),
     ("js_drift", "JS drift", "JS", "num"),
     ("edit_distance", "edit dist", "edit", "num"),
+    ("epochs", "epochs", "ep", "num"),
+    ("tokens_trained", "tokens trained", "tok", "num"),
     ("accuracy_before", "acc before", "before", "pct"),
     ("accuracy_after", "acc after", "after", "pct"),
     ("accuracy_ci", "95% CI", "95% CI", "ci"),
+    ("seeds", "per seed", "seeds", "seeds"),
+    ("length_cut", "length cut", "cut", "pct"),
 )
 
 
 def fmt(row: dict[str, Any], key: str, kind: str) -> str:
+    if kind == "seeds":
+        return "/".join(f"{100 * s['accuracy']:.1f}" for s in row.get(key) or []) or "–"
     if kind == "ci":
         low, high = row.get("accuracy_ci_low"), row.get("accuracy_ci_high")
         return "–" if low is None or high is None else f"{100 * low:.1f}–{100 * high:.1f}"
@@ -105,19 +111,24 @@ def _relation(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 
 def _accuracy_rank(rows: list[dict[str, Any]], stream: str) -> int:
-    ordered = sorted(rows, key=lambda r: -r["accuracy_after"])
-    return 1 + [r["stream"] for r in ordered].index(stream)
+    """1-based rank in accuracy; tied streams share the best rank of their tie."""
+    mine = next(r["accuracy_after"] for r in rows if r["stream"] == stream)
+    return 1 + sum(r["accuracy_after"] > mine for r in rows)
 
 
-def _separated(rows: list[dict[str, Any]]) -> bool:
-    """Whether at least two streams' accuracy confidence intervals do not overlap."""
-    bounds = [(r.get("accuracy_ci_low"), r.get("accuracy_ci_high")) for r in rows]
-    bounds = [(lo, hi) for lo, hi in bounds if lo is not None and hi is not None]
-    return any(hi_a < lo_b for _, hi_a in bounds for lo_b, _ in bounds)
+def _top(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Every row holding the highest `key`: a tie is named as a tie, never broken by list order."""
+    best = max(r[key] for r in rows)
+    return [r for r in rows if r[key] == best]
+
+
+def _names(rows: list[dict[str, Any]]) -> str:
+    names = [r["stream"] for r in rows]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def paradox(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Do higher-reward streams train a more accurate student? Kendall/Spearman over streams with both figures."""
+    """How reward and accuracy rank the streams (Kendall/Spearman): descriptive; the verdict rests on contrasts."""
     rel = _relation(rows, "reward")
     cost = _relation(rows, "ppl")
     pairs = [r for r in rows if r["stream"] in rel["streams"]]
@@ -129,33 +140,29 @@ def paradox(rows: list[dict[str, Any]]) -> dict[str, Any]:
         constant = "reward" if len({r["reward"] for r in pairs}) == 1 else "accuracy after fine-tuning"
         sentence = f"The rankings cannot be compared: the {constant} is the same for all {n} streams."
     else:
-        top_reward = max(pairs, key=lambda r: r["reward"])
-        top_acc = max(pairs, key=lambda r: r["accuracy_after"])
+        top_reward, top_acc = _top(pairs, "reward"), _top(pairs, "accuracy_after")
         stats = f"Kendall τ = {tau:+.2f}, Spearman ρ = {rho:+.2f}, {n} streams"
-        detail = (
-            f"the highest-reward stream, {top_reward['stream']} (reward {top_reward['reward']:.3g}), ranks "
-            f"{_accuracy_rank(pairs, top_reward['stream'])} of {n} in accuracy, and the most accurate is "
-            f"{top_acc['stream']} ({100 * top_acc['accuracy_after']:.1f}%)"
-        )
-        if tau > 0:
-            agree = True
-            sentence = (
-                f"The reward ranking and the accuracy ranking agree ({stats}): {detail}. Higher-reward data "
-                "trained a more accurate student here; the quality–utility paradox is not reproduced."
-            )
-        elif tau < 0:
-            agree = False
-            sentence = (
-                f"The reward ranking and the accuracy ranking disagree ({stats}): {detail}. Higher-reward data "
-                "trained a less accurate student; the quality–utility paradox is reproduced."
+        if len(top_reward) == 1:
+            reward_part = (
+                f"the highest-reward stream, {top_reward[0]['stream']} (reward {top_reward[0]['reward']:.3g}), "
+                f"ranks {_accuracy_rank(pairs, top_reward[0]['stream'])} of {n} in accuracy"
             )
         else:
-            sentence = f"The reward ranking and the accuracy ranking are unrelated ({stats}): {detail}."
-        if not _separated(pairs):
-            sentence += (
-                " Caution: the 95% confidence intervals of all these accuracies overlap, so the ranking itself"
-                " is not statistically resolved; use more test problems or samples."
+            reward_part = (
+                f"{_names(top_reward)} tie for the highest reward ({top_reward[0]['reward']:.3g}) and rank "
+                + ", ".join(str(_accuracy_rank(pairs, r["stream"])) for r in top_reward)
+                + f" of {n} in accuracy"
             )
+        acc_part = (
+            f"the most accurate is {top_acc[0]['stream']}" if len(top_acc) == 1 else f"{_names(top_acc)} tie as the most accurate"
+        )
+        detail = f"{reward_part}, and {acc_part} ({100 * top_acc[0]['accuracy_after']:.1f}%)"
+        relation = "agree" if tau > 0 else "disagree" if tau < 0 else "are unrelated"
+        agree = True if tau > 0 else False if tau < 0 else None
+        sentence = (
+            f"Descriptively, the reward ranking and the accuracy ranking {relation} ({stats}): {detail}. "
+            "A rank correlation over streams is no test; the verdict rests on the paired contrasts."
+        )
     ctau = cost["kendall_tau"]
     if ctau is None:
         cost_sentence = "Adaptation cost and accuracy cannot be compared with these streams."
@@ -167,7 +174,6 @@ def paradox(rows: list[dict[str, Any]]) -> dict[str, Any]:
         )
     return {
         "agree": agree,
-        "reproduced": None if agree is None else not agree,
         "kendall_tau": tau,
         "spearman_rho": rho,
         "streams": rel["streams"],
@@ -176,6 +182,42 @@ def paradox(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "cost_spearman_rho": cost["spearman_rho"],
         "cost_sentence": cost_sentence,
     }
+
+
+def contrast_table(contrasts: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the paired-contrast table (points of accuracy), shared by the markdown and HTML pages."""
+    headers = ["better (predicted)", "worse (predicted)", "difference", "95% CI", "problems × seeds", "resolved"]
+    rows = [
+        [
+            c["better"],
+            c["worse"],
+            f"{100 * c['diff']:+.1f}",
+            f"{100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f}",
+            f"{c['problems']} × {c['seeds']}",
+            ("yes, as predicted" if c["diff"] > 0 else "yes, against") if c["resolved"] else "no",
+        ]
+        for c in contrasts
+    ]
+    return headers, rows
+
+
+def mode_sentence(report: dict[str, Any]) -> str:
+    """Which problems the streams trained on, with what budget and how many seeds, and the run's warnings."""
+    training = report["training"]
+    if not training:
+        return "No training summary was found."
+    matched = training.get("matched_problems")
+    problems = (
+        f"every stream trained on the same {matched} problems (streams.match_problems)"
+        if training.get("match_problems")
+        else "each stream trained on the problems it covers (problem sets differ between streams)"
+    )
+    budget = ", ".join(f"{key} {value}" for key, value in training.get("budget", {}).items())
+    seeds = training.get("seeds", [])
+    return " ".join(
+        [f"Training: {problems}; budget {budget} per stream; {len(seeds)} seed(s) {seeds}.",
+         *(f"Warning: {w}." for w in training.get("warnings", []))]
+    )
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
