@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,28 @@ def test_drift_measures():
     assert 0 < js_divergence(a, b) < 1 and js_divergence(a, b) == pytest.approx(js_divergence(b, a))
     assert edit_distance("kitten", "sitting") == 3 and edit_distance("", "abc") == 3
     assert normalized_edit_distance("abcd", "abcd") == 0 and normalized_edit_distance("ab", "cd") == 1
+
+
+def textbook_levenshtein(a: str, b: str) -> int:
+    """The reference: Wagner–Fischer dynamic programming, one full row per character of `a`."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row = row, [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb)))
+    return row[-1]
+
+
+def test_edit_distance_equals_the_textbook_definition_on_random_pairs() -> None:
+    rng = random.Random(7)
+    alphabet = "ab c\n12+=é∑😀"  # spaces, newlines and characters outside the BMP, as traces have
+    for _ in range(300):
+        a = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        b = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        expected = textbook_levenshtein(a, b)
+        assert edit_distance(a, b) == expected
+        longest = max(len(a), len(b))
+        assert normalized_edit_distance(a, b) == pytest.approx(expected / longest if longest else 0.0)
 
 
 def test_score_stage_measures_every_stream_and_writes_streams_json(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811

@@ -142,7 +142,7 @@ def test_report_json_matches_the_records(tmp_path: Path) -> None:
     assert refine["resolved"] is False and report["verdict"]["verdict"] == "not_resolved" == summary["verdict"]
     assert "oracle_refine > oracle_synth" in report["verdict"]["sentence"]
     assert "smallest difference this run could detect" in report["verdict"]["sentence"]
-    for name in ("reward_vs_accuracy", "cost_vs_accuracy", "ppl_quarters", "loss_tokens"):
+    for name in ("reward_vs_accuracy", "cost_vs_accuracy", "ppl_quarters", "loss_tokens", "training_loss"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "report.md").read_text()
     assert "| sar |" in md and f"{100 * rows['sar']['accuracy_after']:.1f}%" in md
@@ -150,7 +150,7 @@ def test_report_json_matches_the_records(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert "Paired contrasts" in page and f"<td>{100 * refine['ci_low']:+.1f} to {100 * refine['ci_high']:+.1f}</td>" in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 4 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert len(images) == 5 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert "http://" not in page and "https://" not in page, "the page must be self-contained"
     out = ctx.console.export_text()
     assert "report.html" in out and "oracle_synth" in out and "Verdict: not_resolved" in out

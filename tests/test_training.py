@@ -17,6 +17,7 @@ from stylealign.store import RunStore
 from stylealign.training import (
     IGNORE_INDEX,
     TRAINING_INFO,
+    TRAINING_LOG,
     budget_steps,
     encode_example,
     fine_tune,
@@ -90,6 +91,11 @@ def test_fine_tune_lowers_response_loss(
     assert response_nll(model_dir) < response_nll(tiny_model_dir) - 0.05
     info = json.loads((model_dir / TRAINING_INFO).read_text())
     assert info["steps"] == 10 and info["examples"] == len(EXAMPLES)
+    log = json.loads((model_dir / TRAINING_LOG).read_text())
+    logged = [e for e in log if "loss" in e]
+    assert [e["step"] for e in logged] == list(range(1, 11)), "a loss per step (10 steps, logged every step)"
+    assert all("learning_rate" in e and "grad_norm" in e for e in logged)
+    assert info["last_loss"] == logged[-1]["loss"]
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

@@ -156,6 +156,9 @@ class TrainingConfig(Strict):
             raise ValueError(f"seeds {seeds}: each seed once")
         return seeds
     bf16: bool | None = None
+    report_to: list[str] | str = Field(
+        "none", description="passed to TRL (tensorboard, wandb, mlflow, ...); the JSON log history is always written"
+    )
 
 
 class EvaluationConfig(Strict):

@@ -14,7 +14,11 @@ gets a pre-tokenized dataset and never re-applies a chat template.
 A training run is keyed by its content (base model, examples, settings). Its
 directory holds `checkpoints/` (resumed after a kill) and, once finished,
 `model/`: a full model directory (LoRA adapters merged) that every engine
-loads like any other model, with `stylealign_training.json` beside the weights.
+loads like any other model, with `stylealign_training.json` beside the weights
+and `training_log.json`: TRL's log history (loss, learning rate, grad norm per
+logging step; the trainer's own JSON format, read by the report with no extra
+dependency). `training.report_to` also sends the same logs to TensorBoard,
+wandb or mlflow for those who want them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from stylealign.engines.base import Request, encode_prompt_response
 from stylealign.records import content_id
 
 TRAINING_INFO = "stylealign_training.json"
+TRAINING_LOG = "training_log.json"
 IGNORE_INDEX = -100
 
 
@@ -65,10 +70,10 @@ def encode_example(
 def training_key(base_model: str, examples: Sequence[tuple[Request, str]], cfg: TrainingConfig, seed: int) -> str:
     """Changes whenever the base model, the data, a setting or the seed changes, so stale checkpoints are never resumed.
 
-    The list of seeds is left out: adding a seed must not retrain the models of the others.
+    The list of seeds is left out (adding a seed must not retrain the others' models), and so is where logs go.
     """
     data = [(list(req.messages), req.prefix, response) for req, response in examples]
-    settings = cfg.model_dump(mode="json", exclude={"seeds"})
+    settings = cfg.model_dump(mode="json", exclude={"seeds", "report_to"})
     return content_id("train", str(base_model), settings, seed, content_id(data))
 
 
@@ -202,8 +207,8 @@ def fine_tune(
             save_strategy="steps",
             save_steps=cfg.save_steps,
             save_total_limit=2,
-            logging_steps=max(1, max_steps // 10),
-            report_to="none",
+            logging_steps=max(1, max_steps // 50),
+            report_to=cfg.report_to,
             log_level="error",
             disable_tqdm=False,
             dataloader_num_workers=0,
@@ -249,6 +254,7 @@ def fine_tune(
     trained.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    (tmp / TRAINING_LOG).write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
     shutil.rmtree(out_dir / "model", ignore_errors=True)
     os.replace(tmp, out_dir / "model")
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
@@ -308,6 +314,26 @@ def with_weights(engine: EngineConfig, model: str) -> EngineConfig:
     return engine.model_copy(update={"model": model})
 
 
+def _mean_last_loss(infos: Any) -> float | None:
+    losses = [info["last_loss"] for info in infos if info.get("last_loss") is not None]
+    return sum(losses) / len(losses) if losses else None
+
+
+def loss_curves(run_dir: str | Path, streams: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """(step, training loss) per stream and seed, from each finished model's `training_log.json`."""
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for stream in streams:
+        for seed in seeds:
+            model_dir = finished_model(seed_dir(run_dir, stream, seed))
+            log = model_dir / TRAINING_LOG if model_dir is not None else None
+            if log is not None and log.is_file():
+                entries = json.loads(log.read_text(encoding="utf-8"))
+                points = [(e["step"], float(e["loss"])) for e in entries if "loss" in e and "step" in e]
+                if points:
+                    curves.setdefault(stream, {})[seed] = points
+    return curves
+
+
 def length_warning(longest_response: int, max_tokens: int) -> str | None:
     """A warning when evaluation may cut answers as long as the training traces (a cut answer is graded wrong)."""
     if max_tokens >= 1.5 * longest_response:
@@ -343,7 +369,7 @@ def train_stage(ctx: Any) -> dict[str, Any]:
         first = next(iter(seeds.values()))
         streams[stream] = {
             key: first[key] for key in ("examples", "tokens", "longest_response_tokens", "steps", "epochs", "tokens_trained")
-        } | {"seeds": seeds}
+        } | {"final_loss": _mean_last_loss(seeds.values()), "seeds": seeds}
         trained.append(stream)
     longest = max((s["longest_response_tokens"] for s in streams.values() if "seeds" in s), default=0)
     warning = length_warning(longest, ctx.config.evaluation.max_tokens) if longest else None

@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stylealign.report.figures import make_figures
+from stylealign.report.figures import Curves, make_figures
 from stylealign.report.html import render_html
 from stylealign.report.table import contrast_table, markdown_table, mode_sentence, paradox, rich_table
 from stylealign.report.verdict import verdict
 
 __all__ = ["build_report", "report_stage", "write_report"]
 
-TRAINED = ("examples", "steps", "epochs", "tokens_trained")
+TRAINED = ("examples", "steps", "epochs", "tokens_trained", "final_loss")
 
 
 def build_report(
@@ -65,13 +65,13 @@ def build_report(
     }
 
 
-def write_report(report: dict[str, Any], run_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md, report.html and figures/*.png into `run_dir`."""
+def write_report(report: dict[str, Any], run_dir: str | Path, curves: Curves | None = None) -> dict[str, Path]:
+    """Write report.json, report.md, report.html and figures/*.png (training loss from `curves`) into `run_dir`."""
     import json
 
     run_dir = Path(run_dir)
     base = report["evaluation"]["models"].get("base", {}).get("accuracy")
-    figures = make_figures(report["streams"], base, run_dir / "figures")
+    figures = make_figures(report["streams"], base, run_dir / "figures", curves)
     report = {**report, "figures": {name: str(p.relative_to(run_dir)) for name, p in figures.items()}}
     paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -99,6 +99,7 @@ def report_stage(ctx: Any) -> dict[str, Any]:
     """Build the report from the run store; print the table, the verdict and the path of the HTML page."""
     from stylealign.evaluation import model_traces, problem_scores, summarize
     from stylealign.report.verdict import contrasts
+    from stylealign.training import loss_curves
 
     streams_json = ctx.store.root / "streams.json"
     if not streams_json.is_file():
@@ -119,7 +120,7 @@ def report_stage(ctx: Any) -> dict[str, Any]:
         contrasts=contrasts(scores, ctx.config.report.contrasts, resamples=resamples),
         training=ctx.store.read_json("train/summary.json") if training_json.is_file() else None,
     )
-    paths = write_report(report, ctx.store.root)
+    paths = write_report(report, ctx.store.root, loss_curves(ctx.store.root, ctx.streams, ctx.config.training.seeds))
     ctx.console.print(
         rich_table(report["streams"], f"{ctx.config.name}: which data makes the student better")
     )

@@ -1,4 +1,4 @@
-"""The report's four figures as PNGs (matplotlib Agg): quality vs utility, cost vs utility, quarters, tokens.
+"""The report's figures as PNGs (matplotlib Agg): quality vs utility, cost vs utility, quarters, tokens, training loss.
 
 Every figure is always written; one without data says so on its canvas, so the
 page has the same shape whatever a run produced.
@@ -19,7 +19,9 @@ FIGURES = {
     "cost_vs_accuracy": "Adaptation cost (student PPL) vs accuracy after fine-tuning",
     "ppl_quarters": "Student perplexity per quarter of the response",
     "loss_tokens": "Tokens carrying most of the student's loss, per stream",
+    "training_loss": "Training loss per optimizer step, per stream (one line per seed)",
 }
+Curves = dict[str, dict[int, list[tuple[int, float]]]]  # stream -> seed -> (step, loss)
 QUARTERS = ("ppl_q1", "ppl_q2", "ppl_q3", "ppl_q4")
 
 
@@ -103,10 +105,25 @@ def _loss_tokens(rows: list[dict[str, Any]], top: int = 8) -> Any:
     return fig
 
 
+def _training_loss(curves: Curves, ax: Any) -> None:
+    if not curves:
+        _empty(ax, "no training log")
+        return
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (stream, seeds) in enumerate(sorted(curves.items())):
+        for j, (_, points) in enumerate(sorted(seeds.items())):
+            steps, losses = zip(*points, strict=True)
+            ax.plot(steps, losses, color=colours[i % len(colours)], alpha=0.85, label=stream if j == 0 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+
+
 def make_figures(
-    rows: list[dict[str, Any]], base_accuracy: float | None, out_dir: str | Path
+    rows: list[dict[str, Any]], base_accuracy: float | None, out_dir: str | Path, curves: Curves | None = None
 ) -> dict[str, Path]:
-    """Write the four PNGs into `out_dir`; returns name -> path."""
+    """Write the PNGs into `out_dir`; returns name -> path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -119,6 +136,8 @@ def make_figures(
                 _scatter(rows, "reward", "Reward", base_accuracy, ax)
             elif name == "cost_vs_accuracy":
                 _scatter(rows, "ppl", "Student PPL on the stream", base_accuracy, ax)
+            elif name == "training_loss":
+                _training_loss(curves or {}, ax)
             else:
                 _quarters(rows, ax)
         fig.suptitle(title)

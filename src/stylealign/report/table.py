@@ -28,6 +28,7 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("edit_distance", "edit dist", "edit", "num"),
     ("epochs", "epochs", "ep", "num"),
     ("tokens_trained", "tokens trained", "tok", "num"),
+    ("final_loss", "final loss", "loss", "num"),
     ("accuracy_before", "acc before", "before", "pct"),
     ("accuracy_after", "acc after", "after", "pct"),
     ("accuracy_ci", "95% CI", "95% CI", "ci"),
