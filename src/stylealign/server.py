@@ -128,16 +128,24 @@ class Batcher:
                 first = self.pending[0]
                 group = [j for j in self.pending if j.key == first.key]
                 self.pending = [j for j in self.pending if j.key != first.key]
-                try:
-                    results = await run_in_threadpool(self._call, group)
-                except Exception as err:  # each waiting request gets the error
-                    for job in group:
-                        job.future.set_exception(err)
-                    continue
-                start = 0
+                await self._answer(group)
+
+    async def _answer(self, group: list[_Job]) -> None:
+        """Run `group` as one batch; if it fails, run each job alone so only the bad request gets the error."""
+        try:
+            results = await run_in_threadpool(self._call, group)
+        except Exception as err:  # noqa: BLE001 - every failure goes back to its client
+            if len(group) > 1:
                 for job in group:
-                    job.future.set_result(results[start : start + len(job.items)])
-                    start += len(job.items)
+                    await self._answer([job])
+            elif not group[0].future.done():
+                group[0].future.set_exception(err)
+            return
+        start = 0
+        for job in group:
+            if not job.future.done():
+                job.future.set_result(results[start : start + len(job.items)])
+            start += len(job.items)
 
     def _call(self, group: list[_Job]) -> list:
         first = group[0]
