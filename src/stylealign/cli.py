@@ -65,11 +65,28 @@ def serve(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1, ... (hf engine)"),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16 (hf engine)"),
     batch_size: int = typer.Option(16, help="sequences per forward pass (hf engine)"),
+    api_key_env: str | None = typer.Option(None, help="require `Authorization: Bearer $NAME` from clients"),
+    insecure: bool = typer.Option(False, help="allow a non-loopback --host without --api-key-env"),
+    max_n: int = typer.Option(16, min=1, help="most samples one request may ask for"),
+    max_tokens: int = typer.Option(4096, min=1, help="most tokens one request may ask to generate"),
+    max_body_bytes: int = typer.Option(1_000_000, min=1, help="largest request body (larger: 413)"),
+    max_prompt_tokens: int = typer.Option(8192, min=1, help="longest prompt, in tokens"),
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (chat, completions with echo/logprobs, models)."""
+    from stylealign.engines import EngineError
+    from stylealign.server import ServerLimits
     from stylealign.server import serve as serve_model
 
-    serve_model(model, host=host, port=port, name=name, device=device, dtype=dtype, batch_size=batch_size)
+    limits = ServerLimits(
+        max_n=max_n, max_tokens=max_tokens, max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens
+    )
+    try:
+        serve_model(
+            model, host=host, port=port, name=name, api_key_env=api_key_env, insecure=insecure, limits=limits,
+            device=device, dtype=dtype, batch_size=batch_size,
+        )
+    except (ValueError, OSError, EngineError) as err:
+        _fail(str(err))
 
 
 @app.command()

@@ -9,7 +9,7 @@ server, the Ray engine and a direct call all return the same samples.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -116,6 +116,16 @@ class StopOnStrings(StoppingCriteria):
         return done
 
 
+class StopWhen(StoppingCriteria):
+    """Stops every row once `should_stop()` is true: the server's way to drop work whose clients have gone."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
+
+
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """`text` cut before the earliest stop string, and whether one was found."""
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
@@ -154,6 +164,8 @@ class HFEngine:
             raise EngineError(f"model {model!r}: cannot load it (not a model directory or hub id): {first}") from None
         self.context: int | None = getattr(self.model.config, "max_position_embeddings", None)
         """Positions the model has; a prompt plus what it may generate must fit (`check_context`)."""
+        self.should_stop: Callable[[], bool] | None = None
+        """Set by `stylealign serve`: generation ends early once it returns True (every client left)."""
         self.model.to(self.device).eval()
         self.name = name or model
         self.batch_size = batch_size
@@ -284,12 +296,13 @@ class HFEngine:
         stopper = (
             StopOnStrings(self.tokenizer, sampling.stop, prompt_len, len(prompts)) if sampling.stop else None
         )
+        criteria = [c for c in (stopper, self.should_stop and StopWhen(self.should_stop)) if c]
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
             generation_config=config,
             logits_processor=processors,
-            stopping_criteria=StoppingCriteriaList([stopper] if stopper else []),
+            stopping_criteria=StoppingCriteriaList(criteria),
         )
         completions = []
         for row, new in enumerate(output[:, prompt_len:].tolist()):
