@@ -18,6 +18,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default backlog of 5 refuses connections when 16 clients arrive at once
+
+
 Respond = Callable[[int, dict, dict], tuple[int, dict | bytes]]
 
 
@@ -47,7 +52,7 @@ def raw_server(respond: Respond) -> Iterator[tuple[str, list[dict]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -87,6 +92,13 @@ class FaultyOracle:
         self.faults: Counter[str] = Counter()
         self.answered: list[str] = []
         """Every text sent back in a 200 with a usable choice."""
+
+    def warm_up(self, question: str) -> None:
+        """The lab oracle's first answer builds its indexes (seconds); do it before any client times out."""
+        from stylealign.engines.base import SamplingParams
+        from stylealign.prompts import load_template
+
+        self.oracle.generate([load_template("solve").request(question=question)], 1, SamplingParams())
 
     def __call__(self, number: int, headers: dict, body: dict) -> tuple[int, dict | bytes]:
         from stylealign.engines.base import Request, SamplingParams

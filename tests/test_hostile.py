@@ -229,3 +229,31 @@ def test_export_never_overwrites_without_force_and_names_unknown_streams(tmp_pat
     out.write_text("keep me", encoding="utf-8")
     assert "exists and is not a directory" in _error_line(export("--stream", "gold"))
     assert out.read_text(encoding="utf-8") == "keep me"
+
+
+# 3. input limits
+
+
+def test_fields_over_the_size_cap_are_named_by_file_and_line(tmp_path):
+    path = tmp_path / "long.jsonl"
+    rows = [{"question": "1+1?", "answer": "2"}, {"question": "x" * 5_000, "answer": "3"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DatasetError, match=rf"{path}:2: question is 5,000 characters, over max_field_chars = 4,000"):
+        load_report(DatasetConfig(source=str(path), max_field_chars=4_000))
+    report = load_report(DatasetConfig(source=str(path), max_field_chars=4_000, skip_bad=True))
+    assert len(report.problems) == 1 and report.skipped[0].location == f"{path}:2"
+    assert DatasetConfig().max_field_chars == 200_000 and len(load_report(DatasetConfig(source=str(path))).problems) == 2
+
+
+def test_prompts_beyond_the_models_context_are_refused_naming_the_request(tiny_model_dir):
+    from stylealign.engines import EngineError, Request, SamplingParams
+    from stylealign.engines.hf import HFEngine
+
+    engine = HFEngine(str(tiny_model_dir), device="cpu", progress=False)
+    long = Request.from_prompt("7 " * 1100, id="lab-long-problem")
+    with pytest.raises(EngineError, match=r"request lab-long-problem: prompt of \d+ tokens \+ max_tokens 16 exceeds the model's context of 2048"):
+        engine.generate([Request.from_prompt("hi", id="short"), long], 1, SamplingParams(max_tokens=16))
+    with pytest.raises(EngineError, match=r"request lab-long-problem: prompt of \d+ tokens"):
+        engine.score([long], ["The answer is 7."])
+    fits = Request.from_prompt("7 " * 900, id="fits")
+    assert len(engine.score([fits], ["The answer is 7."])[0].logprobs) > 0

@@ -83,6 +83,8 @@ def report_stage(ctx: Any) -> dict[str, Any]:
     evaluations = {name: summarize(eval_traces(ctx, name, cfg), k) for name, cfg in eval_targets(ctx)}
     evaluations = {name: s for name, s in evaluations.items() if s["accuracy"] is not None}
     report = build_report(ctx.config.name, ctx.store.read_json("streams.json"), evaluations, ctx.streams, k)
+    failures = ctx.store.root / "streams" / "failures.json"  # per stream: failed oracle requests and sends
+    report["oracle_failures"] = ctx.store.read_json("streams/failures.json") if failures.is_file() else {}
     paths = write_report(report, ctx.store.root)
     ctx.console.print(
         rich_table(report["streams"], f"{ctx.config.name}: which data makes the student better")
