@@ -162,7 +162,8 @@ class HFEngine:
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise EngineError(f"model {model!r}: cannot load it (not a model directory or hub id): {first}") from None
-        self.context: int | None = getattr(self.model.config, "max_position_embeddings", None)
+        config = self.model.config
+        self.context: int | None = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         """Positions the model has; a prompt plus what it may generate must fit (`check_context`)."""
         self.should_stop: Callable[[], bool] | None = None
         """Set by `stylealign serve`: generation ends early once it returns True (every client left)."""
