@@ -6,10 +6,10 @@ within its budget (at most `oracle_retries + 1` sends per request, each bounded
 by the engine's timeout), count every failed send in `streams/failures.json`,
 and keep the record of every request the server answered.
 
-Bound: two batches of 16 requests, each at most 4 rounds of one 1 s timeout
+Bound: two batches of 16 requests, each at most 4 rounds of one 1.5 s timeout
 plus backoffs of 0.5 + 1 + 2 s, so the oracle stream takes at most
-2 × (4 × 1 + 3.5) = 15 s plus the server's own work (measured 8.4 s on 2 shared CPU cores;
-the test prints it, run with `-s` to see).
+2 × (4 × 1.5 + 3.5) = 19 s plus the server's own work (the test prints the
+measured time; run it with `-s`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ PROBLEMS, RETRIES = 30, 3
 
 
 def test_a_run_against_an_oracle_failing_30_percent_of_requests(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
-    faulty = FaultyOracle(rate=0.3, hang_s=2.0, seed=15)
+    faulty = FaultyOracle(rate=0.3, hang_s=3.0, seed=15)
     with raw_server(faulty) as (url, calls):
-        oracle = {"engine": {"type": "openai", "base_url": url, "model": "lab-oracle", "timeout": 1.0,
+        oracle = {"engine": {"type": "openai", "base_url": url, "model": "lab-oracle", "timeout": 1.5,
                              "api_key_env": None, "concurrency": 16}}
         cfg = make_config(tiny_model_dir, limit=PROBLEMS, oracle=oracle, streams={"oracle_retries": RETRIES})
         ctx = make_ctx(tmp_path, cfg)
@@ -37,7 +37,7 @@ def test_a_run_against_an_oracle_failing_30_percent_of_requests(tmp_path, tiny_m
         sample_stage(ctx)
         start = time.perf_counter()
         summary = streams_stage(ctx)
-        print(f"oracle_synth over the faulty server: {time.perf_counter() - start:.1f} s (bound: 15 s), "
+        print(f"oracle_synth over the faulty server: {time.perf_counter() - start:.1f} s (bound: 19 s), "
               f"{len(calls)} sends, faults {dict(faulty.faults)}")
 
     assert len(calls) <= PROBLEMS * (RETRIES + 1)
