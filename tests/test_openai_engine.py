@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pytest
+from http_faults import raw_server
 
 from stylealign.engines import EngineError, Request, SamplingParams
 from stylealign.engines.hf import HFEngine
@@ -68,56 +65,22 @@ CHAT_OK = {
 }
 
 
-@contextmanager
-def raw_server(respond: Callable[[int, dict], tuple[int, dict]]) -> Iterator[tuple[str, list[dict]]]:
-    """A plain http.server: `respond(call_number, headers)` gives (status, json body); calls are recorded."""
-    calls: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            calls.append({k.lower(): v for k, v in self.headers.items()})
-            status, body = respond(len(calls), dict(self.headers))
-            payload = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except OSError:
-                pass
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", calls
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_retries_500_then_succeeds():
-    with raw_server(lambda k, _: (500, {"error": "busy"}) if k <= 2 else (200, CHAT_OK)) as (url, calls):
+    with raw_server(lambda k, *_: (500, {"error": "busy"}) if k <= 2 else (200, CHAT_OK)) as (url, calls):
         engine = OpenAIEngine(url, "m", max_retries=3, backoff=0.01)
         assert texts(engine.generate(REQUESTS[:1], 1, SamplingParams())) == [["ok"]]
     assert len(calls) == 3
 
 
 def test_gives_up_after_max_retries():
-    with raw_server(lambda k, _: (503, {"error": "down"})) as (url, calls):
+    with raw_server(lambda k, *_: (503, {"error": "down"})) as (url, calls):
         with pytest.raises(EngineError, match=r"apples.*3 attempts.*503"):
             OpenAIEngine(url, "m", max_retries=2, backoff=0.01).generate(REQUESTS[:1], 1, SamplingParams())
     assert len(calls) == 3
 
 
 def test_hanging_server_times_out_clearly():
-    def hang(k: int, _: dict) -> tuple[int, dict]:
+    def hang(*_: object) -> tuple[int, dict]:
         time.sleep(3)
         return 200, CHAT_OK
 
@@ -132,7 +95,7 @@ def test_hanging_server_times_out_clearly():
 def test_400_surfaces_body_and_never_the_key(monkeypatch):
     monkeypatch.setenv("STYLEALIGN_TEST_KEY", "sk-secret-123")
     body = {"error": {"message": "prompt too long for this model", "code": 400}}
-    with raw_server(lambda k, _: (400, body)) as (url, calls):
+    with raw_server(lambda k, *_: (400, body)) as (url, calls):
         engine = OpenAIEngine(url, "m", api_key_env="STYLEALIGN_TEST_KEY", max_retries=3)
         with pytest.raises(EngineError) as info:
             engine.generate(REQUESTS[:1], 1, SamplingParams())

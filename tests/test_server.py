@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from stylealign.engines import Request, SamplingParams, render_prompt
 from stylealign.engines.base import encode_prompt
 from stylealign.engines.hf import HFEngine
-from stylealign.server import BackgroundServer, create_app
+from stylealign.server import BackgroundServer, ServerLimits, create_app, serve_key
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +128,95 @@ def test_cli_serve_answers_over_http(tiny_model_dir):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+LIMITS = ServerLimits(max_n=4, max_tokens=64, max_body_bytes=20_000, max_prompt_tokens=100)
+CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 4}
+
+
+@pytest.fixture(scope="module")
+def bounded(hf) -> Iterator[tuple[httpx.Client, FastAPI]]:
+    app = create_app(hf, "tiny", limits=LIMITS, api_key="sk-serve-test")
+    headers = {"Authorization": "Bearer sk-serve-test"}
+    with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+        yield client, app
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/chat/completions", {**CHAT, "n": 5}, "n=5 is over this server's limit of 4"),
+        ("/chat/completions", {**CHAT, "max_tokens": 65}, "max_tokens=65 is over this server's limit of 64"),
+        ("/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "7 " * 150}]}, "over this server's limit of 100"),
+        ("/chat/completions", {**CHAT, "stream": True}, "stream=true is not supported"),
+        ("/chat/completions", {**CHAT, "messages": []}, "messages: List should have at least 1 item"),
+        ("/chat/completions", {**CHAT, "n": "many"}, "n: Input should be a valid integer"),
+        ("/completions", {"prompt": [[]], "max_tokens": 2}, "prompt 0 is empty"),
+        ("/completions", {"prompt": [5, 10**9], "max_tokens": 2}, "token ids outside the vocabulary"),
+    ],
+)
+def test_requests_beyond_the_limits_or_malformed_get_400(bounded, path, body, message):
+    client, _ = bounded
+    response = client.post(path, json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]["message"]
+
+
+def test_oversized_bodies_get_413_and_missing_keys_401(bounded):
+    client, _ = bounded
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 30_000}]}
+    response = client.post("/chat/completions", json=big)
+    assert response.status_code == 413 and "over the limit of 20,000" in response.json()["error"]["message"]
+    anonymous = httpx.post(f"{client.base_url}/chat/completions", json=CHAT, timeout=60)
+    assert anonymous.status_code == 401
+    wrong = httpx.post(f"{client.base_url}/chat/completions", json=CHAT, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+
+def test_usage_counts_the_prompt_and_every_generated_token(hf, bounded):
+    client, _ = bounded
+    reply = client.post("/chat/completions", json={**CHAT, "n": 2}).json()
+    request = Request.from_prompt("What is 2 + 2?")
+    prompt = len(encode_prompt(hf.tokenizer, render_prompt(hf.tokenizer, request)))
+    [completions] = hf.generate([request], 2, SamplingParams(max_tokens=4))
+    assert reply["usage"] == {
+        "prompt_tokens": prompt,
+        "completion_tokens": sum(c.num_tokens for c in completions),
+        "total_tokens": prompt + sum(c.num_tokens for c in completions),
+    }
+
+
+def test_a_client_that_gives_up_has_its_request_dropped(hf, tiny_model_dir):
+    app = create_app(hf, "tiny", limits=ServerLimits(max_tokens=2000))
+    long = {**CHAT, "n": 8, "max_tokens": 1900, "temperature": 1.0}
+    with BackgroundServer(app) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/chat/completions", json=long, timeout=0.5)
+        deadline = time.monotonic() + 120
+        while app.state.batcher.abandoned == 0:
+            assert time.monotonic() < deadline, "the abandoned request was never dropped"
+            time.sleep(0.1)
+        reply = httpx.post(f"{url}/chat/completions", json=CHAT, timeout=60)
+        assert reply.status_code == 200
+    hf.should_stop = lambda: True  # what the server sets while every client of a batch has gone
+    try:
+        [[completion]] = hf.generate([Request.from_prompt("hi")], 1, SamplingParams(max_tokens=50))
+    finally:
+        hf.should_stop = None
+    assert completion.num_tokens <= 1
+
+
+def test_serving_beyond_loopback_needs_a_key_or_insecure(monkeypatch):
+    with pytest.raises(ValueError, match="--host 0.0.0.0: refusing to serve beyond this machine without a key"):
+        serve_key("0.0.0.0", None, insecure=False)
+    assert serve_key("0.0.0.0", None, insecure=True) is None and serve_key("::1", None, insecure=False) is None
+    with pytest.raises(ValueError, match="--api-key-env SERVE_TEST_KEY: .* empty or unset"):
+        serve_key("0.0.0.0", "SERVE_TEST_KEY", insecure=False)
+    monkeypatch.setenv("SERVE_TEST_KEY", "k-123")
+    assert serve_key("10.1.2.3", "SERVE_TEST_KEY", insecure=False) == "k-123"
+    from typer.testing import CliRunner
+
+    from stylealign.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "unused-model", "--host", "0.0.0.0"])
+    assert result.exit_code == 1 and "refusing to serve" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streams_setup import (
     FlakyOracle,
     ScriptedStudent,
@@ -20,6 +21,7 @@ from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace
 from stylealign.steps import split_steps
 from stylealign.streams import sample_stage, stream_traces, streams_stage
+from stylealign.streams.build import StreamsFailed
 from stylealign.streams.cleaning import clean_text
 from stylealign.streams.rft import reasoning_signature
 
@@ -151,6 +153,13 @@ def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny
 
     ctx, _ = _build(tmp_path / "dead", tiny_model_dir, tiny_engine, oracle=FlakyOracle(LabOracleEngine(), always_fail=True))
     ctx.streams = ("oracle_synth", "sar")
+    with pytest.raises(StreamsFailed, match=r"streams oracle_synth, sar got no data.*3 requests failed.*--allow-failures"):
+        streams_stage(ctx)
+    assert len(stream_traces(ctx.store, "rft")) == 2  # what finished before the failing stream is kept
+    failed = ctx.store.read_json("streams/failures.json")
+    assert failed["oracle_synth"]["failed_requests"] == 3 and failed["oracle_synth"]["failed_sends"] == 9
+    assert "circuit open" in failed["sar"]["last_error"]  # 10 failed sends in a row: the oracle is not asked again
+    ctx.allow_failures = True
     summary = streams_stage(ctx)
     assert stream_traces(ctx.store, "oracle_synth") == [] and stream_traces(ctx.store, "sar") == []
     assert len(stream_traces(ctx.store, "rft")) == 2
@@ -178,7 +187,8 @@ def test_garbage_answers_are_malformed_not_kept(tmp_path, tiny_model_dir, tiny_e
 
     ctx, _ = _build(tmp_path, tiny_model_dir, tiny_engine, oracle=Garbage(), limit=2)
     ctx.streams = ("oracle_synth",)
-    streams_stage(ctx)
+    with pytest.raises(StreamsFailed, match="malformed: no final answer"):
+        streams_stage(ctx)
     failures = ctx.store.stage("failures_stream_oracle_synth").records(Trace)
     assert stream_traces(ctx.store, "oracle_synth") == []
     assert len(failures) == 2 and all(f.metrics["error"].startswith("malformed") and f.text == "lorem ipsum dolor" for f in failures)

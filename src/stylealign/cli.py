@@ -16,7 +16,9 @@ CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(1)
 
 
@@ -28,23 +30,30 @@ def run(
     until: str | None = typer.Option(None, help="stop after this stage"),
     streams: str | None = typer.Option(None, help="comma-separated streams, e.g. rft,sar"),
     limit: int | None = typer.Option(None, help="use at most this many problems"),
+    allow_failures: bool = typer.Option(
+        False, help="go on when a stream got no data because its oracle failed (default: stop with an error)"
+    ),
 ) -> None:
     """Run (or resume) an experiment: load, sample, streams, score, train, evaluate, report."""
-    from stylealign.config import ConfigError, load_config
+    from stylealign.config import load_config
+    from stylealign.engines import EngineError
     from stylealign.pipeline import run_experiment
 
     try:
         cfg = load_config(config)
         selected = tuple(s.strip() for s in streams.split(",") if s.strip()) if streams else None
-        run_experiment(cfg, out, only=only, until=until, streams=selected, limit=limit, console=console)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+        run_experiment(
+            cfg, out, only=only, until=until, streams=selected, limit=limit, console=console,
+            allow_failures=allow_failures,
+        )
+    except (ValueError, OSError, EngineError) as err:
         _fail(str(err))
 
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o")) -> None:
     """The whole experiment on the built-in lab, on CPU: `run configs/demo.yaml --out runs/demo`."""
-    run(config=CONFIGS_DIR / "demo.yaml", out=out, only=None, until=None, streams=None, limit=None)
+    run(config=CONFIGS_DIR / "demo.yaml", out=out, only=None, until=None, streams=None, limit=None, allow_failures=False)
 
 
 @app.command()
@@ -56,11 +65,28 @@ def serve(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1, ... (hf engine)"),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16, float16 (hf engine)"),
     batch_size: int = typer.Option(16, help="sequences per forward pass (hf engine)"),
+    api_key_env: str | None = typer.Option(None, help="require `Authorization: Bearer $NAME` from clients"),
+    insecure: bool = typer.Option(False, help="allow a non-loopback --host without --api-key-env"),
+    max_n: int = typer.Option(16, min=1, help="most samples one request may ask for"),
+    max_tokens: int = typer.Option(4096, min=1, help="most tokens one request may ask to generate"),
+    max_body_bytes: int = typer.Option(1_000_000, min=1, help="largest request body (larger: 413)"),
+    max_prompt_tokens: int = typer.Option(8192, min=1, help="longest prompt, in tokens"),
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (chat, completions with echo/logprobs, models)."""
+    from stylealign.engines import EngineError
+    from stylealign.server import ServerLimits
     from stylealign.server import serve as serve_model
 
-    serve_model(model, host=host, port=port, name=name, device=device, dtype=dtype, batch_size=batch_size)
+    limits = ServerLimits(
+        max_n=max_n, max_tokens=max_tokens, max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens
+    )
+    try:
+        serve_model(
+            model, host=host, port=port, name=name, api_key_env=api_key_env, insecure=insecure, limits=limits,
+            device=device, dtype=dtype, batch_size=batch_size,
+        )
+    except (ValueError, OSError, EngineError) as err:
+        _fail(str(err))
 
 
 @app.command()
@@ -90,8 +116,10 @@ def grade(
             last_number=last_number,
             skip_bad=skip_bad,
         )
-    except ValueError as err:
+    except (ValueError, UnicodeDecodeError) as err:
         _fail(str(err))
+    if not result.rows:
+        _fail(f"{file}: no rows to grade")
     for skipped in result.skipped:
         console.print(f"[yellow]skipped[/] {escape(skipped.location)}: {escape(skipped.reason)}")
     if result.timed_out or result.failed:
@@ -106,14 +134,14 @@ def export(
     run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="a run directory"),
     stream: str = typer.Option(..., help="stream to export, e.g. rft or sar"),
     out: Path = typer.Option(..., "--out", "-o", help="output folder: train.jsonl, dataset_info.json, dataset/"),
+    force: bool = typer.Option(False, help="overwrite an earlier export in --out"),
 ) -> None:
     """Export a stream as chat JSONL (TRL / LLaMA-Factory) and a Hugging Face dataset directory."""
-    from stylealign.config import ConfigError
     from stylealign.streams.export import export_run
 
     try:
-        result = export_run(run_dir, stream, out)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+        result = export_run(run_dir, stream, out, force=force)
+    except (ValueError, OSError) as err:
         _fail(str(err))
     console.print(f"exported {result['examples']} examples: {result['jsonl']}, {result['dataset']}")
 

@@ -18,6 +18,15 @@ STREAMS = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: Any) -> Any:
+        """YAML `true` is not a number: `k: true` must not become k = 1."""
+        annotation = str(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, bool) and ("int" in annotation or "float" in annotation) and "bool" not in annotation:
+            raise ValueError("expected a number, got a boolean")
+        return value
+
 
 class DatasetConfig(Strict):
     source: str = Field("lab", description="lab, gsm8k, math500, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
@@ -26,6 +35,7 @@ class DatasetConfig(Strict):
     offset: int = Field(0, ge=0)
     fields: dict[str, str] = Field(default_factory=dict, description="target=Source+Other column mapping")
     skip_bad: bool = False
+    max_field_chars: int = Field(200_000, ge=1, description="longest question/answer/solution accepted; longer rows are errors (skipped with skip_bad)")
 
 
 class EngineConfig(Strict):
@@ -87,7 +97,7 @@ class SARRepairConfig(Strict):
 
 
 class StreamsConfig(Strict):
-    enabled: list[str] = Field(default_factory=lambda: list(STREAMS))
+    enabled: list[str] = Field(default_factory=lambda: list(STREAMS), min_length=1)
     oracle_retries: int = Field(3, ge=0)
     oracle_temperature: float | None = Field(None, ge=0, description="oracle sampling temperature (default: sampling.temperature)")
     oracle_max_tokens: int | None = Field(None, ge=1, description="oracle answer length limit (default: sampling.max_tokens)")

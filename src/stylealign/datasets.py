@@ -3,8 +3,10 @@
 Every source becomes a list of `Problem` with a stable id (bundled sets: split
 and index; files: an `id` column or a content id), a bare answer and, where the
 source has one, a clean reference solution. Rows are read lazily, so
-`limit`/`offset` on a 100K-row file stop early. A malformed row raises an error
-naming the file and line; with `skip_bad` it is skipped and listed in the report.
+`limit`/`offset` on a 100K-row file stop early. A malformed row (bad JSON,
+bytes that are not UTF-8, a field over `max_field_chars`, an id already used)
+raises an error naming the file and line; with `skip_bad` it is skipped and
+listed in the report.
 """
 
 from __future__ import annotations
@@ -63,11 +65,16 @@ class Row:
 
 
 def _iter_jsonl(path: Path) -> Iterator[Row | Skipped]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            location = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield Skipped(location, f"not UTF-8 text (byte {err.start} of the line)")
+                continue
             if not line.strip():
                 continue
-            location = f"{path}:{lineno}"
             try:
                 values = json.loads(line)
             except json.JSONDecodeError as err:
@@ -82,6 +89,8 @@ def _iter_jsonl(path: Path) -> Iterator[Row | Skipped]:
 def _iter_json(path: Path) -> Iterator[Row | Skipped]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
     if not isinstance(data, list):
@@ -91,9 +100,18 @@ def _iter_json(path: Path) -> Iterator[Row | Skipped]:
         yield Row(location, values) if isinstance(values, dict) else Skipped(location, "not a JSON object")
 
 
+def _utf8_lines(path: Path, f: Iterable[bytes]) -> Iterator[str]:
+    """Lines decoded one by one, so bytes that are not UTF-8 are reported at their own line."""
+    for lineno, raw in enumerate(f, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DatasetError(f"{path}:{lineno}: not UTF-8 text (byte {err.start} of the line)") from None
+
+
 def _iter_csv(path: Path) -> Iterator[Row | Skipped]:
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+    with open(path, "rb") as f:
+        reader = csv.DictReader(_utf8_lines(path, f))
         for values in reader:
             location = f"{path}:{reader.line_num}"
             if None in values or None in values.values():
@@ -119,11 +137,14 @@ def _iter_hf(dataset: Any, name: str) -> Iterator[Row | Skipped]:
         yield Row(f"{name} row {i}", dict(values))
 
 
-def iter_rows(path: str | Path) -> Iterator[Row | Skipped]:
-    """Rows of a JSONL / JSON / Parquet / CSV file; malformed lines come out as `Skipped`."""
+def iter_rows(path: str | Path, key: str = "source") -> Iterator[Row | Skipped]:
+    """Rows of a JSONL / JSON / Parquet / CSV file; malformed lines come out as `Skipped`.
+
+    `key` names the setting that pointed here, for the error when the file is missing.
+    """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: no such file: {path}")
     readers = {".jsonl": _iter_jsonl, ".json": _iter_json, ".parquet": _iter_parquet, ".csv": _iter_csv}
     if path.suffix not in readers:
         raise DatasetError(f"{path}: unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
@@ -174,10 +195,13 @@ def _mapping(fields: dict[str, str], columns: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def _problem(row: Row, mapping: dict[str, str], source: str) -> Problem:
+def _problem(row: Row, mapping: dict[str, str], source: str, max_chars: int) -> Problem:
     """One row as a Problem; GSM8K-style answers (`#### x`) and MATH-style solutions (`\\boxed{x}`) are understood."""
     values = row.values
     get = {target: _column(values, spec) for target, spec in mapping.items()}
+    for target, value in get.items():
+        if value is not None and len(value) > max_chars:
+            raise ValueError(f"{target} is {len(value):,} characters, over max_field_chars = {max_chars:,}")
     question, answer, solution = get.get("question"), get.get("answer"), get.get("reference_solution")
     if not question:
         raise ValueError("no question (map one with fields: {question: COLUMN})")
@@ -211,24 +235,22 @@ def _problems(rows: Iterator[Row | Skipped], cfg: DatasetConfig, source: str, re
     unknown = set(cfg.fields) - set(TARGETS)
     if unknown:
         raise DatasetError(f"fields: unknown targets {sorted(unknown)}; choose from {list(TARGETS)}")
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     wanted = None if cfg.limit is None else cfg.offset + cfg.limit
     count = 0
     for row in good_rows(rows, cfg.skip_bad, report.skipped):
         if wanted is not None and count >= wanted:
             return
         try:
-            problem = _problem(row, _mapping(cfg.fields, row.values), source)
+            problem = _problem(row, _mapping(cfg.fields, row.values), source, cfg.max_field_chars)
+            if problem.id in seen:
+                raise ValueError(f"problem id {problem.id!r} already used at {seen[problem.id]}")
         except ValueError as err:
             if not cfg.skip_bad:
                 raise DatasetError(f"{row.location}: {err}") from None
             report.skipped.append(Skipped(row.location, str(err)))
             continue
-        if problem.id in seen:
-            seen[problem.id] += 1
-            problem.id = f"{problem.id}-{seen[problem.id]}"
-        else:
-            seen[problem.id] = 1
+        seen[problem.id] = row.location
         if count >= cfg.offset:
             report.problems.append(problem)
         count += 1
@@ -292,8 +314,8 @@ def _hf_dataset(cfg: DatasetConfig) -> tuple[Any, str]:
     return loaded, Path(cfg.source).name
 
 
-def load_report(cfg: DatasetConfig) -> LoadReport:
-    """Problems of `cfg.source` and what was skipped; see the module doc for the sources."""
+def load_report(cfg: DatasetConfig, key: str = "source") -> LoadReport:
+    """Problems of `cfg.source` and what was skipped; see the module doc. `key` names the setting in errors."""
     report = LoadReport()
     source = cfg.source
     if source == "lab":
@@ -308,7 +330,7 @@ def load_report(cfg: DatasetConfig) -> LoadReport:
         dataset, name = _hf_dataset(cfg)
         _problems(_iter_hf(dataset, f"{cfg.source}[{cfg.split}]"), cfg, name, report)
     elif Path(source).suffix in FILE_SUFFIXES:
-        _problems(iter_rows(source), cfg, Path(source).stem, report)
+        _problems(iter_rows(source, key), cfg, Path(source).stem, report)
     else:
         raise DatasetError(
             f"unknown dataset source {source!r}: use lab, gsm8k, math500, a {'/'.join(FILE_SUFFIXES)} file, "

@@ -35,6 +35,7 @@ class RunContext:
     console: Console = field(default_factory=Console)
     limit: int | None = None
     streams: tuple[str, ...] = STREAMS
+    allow_failures: bool = False
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine(self, config: EngineConfig) -> Engine:
@@ -99,7 +100,7 @@ def load_stage(ctx: RunContext) -> dict[str, Any]:
     configs = ctx.problems_configs()
     summary: dict[str, Any] = {}
     if _selection_key(configs) not in stage.done_keys():
-        reports = [load_report(cfg) for cfg in configs]
+        reports = [load_report(cfg, key=f"problems[{i}].source") for i, cfg in enumerate(configs)]
         skipped = [s for report in reports for s in report.skipped]
         if skipped:
             ctx.store.write_json("problems/skipped.json", [vars(s) for s in skipped])
@@ -107,6 +108,8 @@ def load_stage(ctx: RunContext) -> dict[str, Any]:
                 ctx.console.print(f"[yellow]skipped[/] {s.location}: {s.reason}")
             summary["skipped"] = len(skipped)
         problems = [p for report in reports for p in report.problems]
+        if not problems:
+            raise ValueError(f"problems: {', '.join(cfg.source for cfg in configs)} gave no problems; nothing to run")
         ids = [p.id for p in problems]
         if len(set(ids)) != len(ids):
             raise ValueError("problems: the sources overlap (the same problem id comes from two of them); drop one")
@@ -141,17 +144,21 @@ def run_experiment(
     streams: tuple[str, ...] | None = None,
     limit: int | None = None,
     console: Console | None = None,
+    allow_failures: bool = False,
 ) -> RunContext:
     """Run (or resume) the stages of an experiment into the run directory `out`."""
     for name, value in (("only", only), ("until", until)):
         if value is not None and value not in STAGES:
             raise ValueError(f"--{name} {value!r}: choose one of {', '.join(STAGES)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: must be at least 1")
     selected = tuple(streams) if streams else tuple(config.streams.enabled)
     unknown = [s for s in selected if s not in STREAMS]
     if unknown:
         raise ValueError(f"unknown streams {unknown}; choose from {list(STREAMS)}")
     store = RunStore(out, config=config.model_dump(mode="json"))
-    ctx = RunContext(config=config, store=store, console=console or Console(), limit=limit, streams=selected)
+    ctx = RunContext(config=config, store=store, console=console or Console(), limit=limit, streams=selected,
+                     allow_failures=allow_failures)
     stages = [only] if only else list(STAGES[: STAGES.index(until) + 1] if until else STAGES)
     functions = _stage_functions()
     try:
@@ -163,4 +170,5 @@ def run_experiment(
             ctx.console.print(f"[bold green]✓ {name}[/] ({time.perf_counter() - start:.1f}s) {details}")
     finally:
         ctx.release_engines()
+        store.close()
     return ctx

@@ -11,24 +11,57 @@ while the model is busy are merged into the next batch (same kind and
 sampling parameters), so concurrent clients get batched generation; the hf
 engine seeds every sample from its own request, so merging never changes
 results.
+
+Exposed to others, it stays bounded: `ServerLimits` caps `n`, `max_tokens`,
+the body size (413) and the prompt's tokens; malformed requests get 400
+naming the field; a request whose client disconnects is dropped (queued) or
+stopped (running, hf engine); `stream: true` is refused with 400; an API key
+(`--api-key-env`) is required with `Authorization: Bearer`, and a
+non-loopback address is refused without one unless `--insecure` is given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
+import os
 import threading
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi import Request as HTTPRequest
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from stylealign.engines.base import Completion, Engine, EngineError, Request, SamplingParams, encode_prompt
+from stylealign.engines.base import (
+    Completion,
+    Engine,
+    EngineError,
+    Request,
+    SamplingParams,
+    encode_prompt,
+    render_prompt,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request may ask for; more is refused with 400 (413 for the body), never queued."""
+
+    max_n: int = 16
+    max_tokens: int = 4096
+    max_body_bytes: int = 1_000_000
+    max_prompt_tokens: int = 8192
+    """Prompt tokens per request (the hf engine also refuses prompt + max_tokens beyond the model's context)."""
 
 
 class ChatMessage(BaseModel):
@@ -46,6 +79,7 @@ class SamplingBody(BaseModel):
     max_tokens: int | None = Field(None, ge=0)
     stop: str | list[str] | None = None
     seed: int | None = None
+    stream: bool = False
 
     def sampling(self, default_max_tokens: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
@@ -59,7 +93,7 @@ class SamplingBody(BaseModel):
 
 
 class ChatBody(SamplingBody):
-    messages: list[ChatMessage]
+    messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     continue_final_message: bool = False
     add_generation_prompt: bool = True
@@ -73,6 +107,42 @@ class CompletionBody(SamplingBody):
 
 class BadRequest(ValueError):
     pass
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+class Guard:
+    """ASGI middleware run before any body is read: the API key (401) and the body size (411, 413).
+
+    Plain ASGI rather than `@app.middleware`, so the app still sees the client's disconnect.
+    """
+
+    def __init__(self, app: Any, api_key: str | None, max_body_bytes: int):
+        self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: dict) -> JSONResponse | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.api_key is not None:
+            sent = headers.get("authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {self.api_key}".encode()):
+                return _error(401, "missing or wrong API key: send Authorization: Bearer <key>")
+        if scope["method"] == "POST":
+            length = headers.get("content-length", "")
+            if not length.isdigit():
+                return _error(411, "send the body with a Content-Length header")
+            if int(length) > self.max_body_bytes:
+                return _error(413, f"body of {int(length):,} bytes is over the limit of {self.max_body_bytes:,}")
+        return None
 
 
 @dataclass
@@ -95,6 +165,8 @@ class Batcher:
         self.pending: list[_Job] = []
         self.wake: asyncio.Event | None = None
         self.worker: asyncio.Task | None = None
+        self.abandoned = 0
+        """Jobs whose clients left: dropped from the queue, or stopped early while running (hf engine)."""
 
     async def submit(
         self,
@@ -118,7 +190,13 @@ class Batcher:
         )
         self.pending.append(job)
         self.wake.set()
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            if job in self.pending:
+                self.pending.remove(job)
+                self.abandoned += 1
+            raise
 
     async def _run(self) -> None:
         while True:
@@ -128,33 +206,66 @@ class Batcher:
                 first = self.pending[0]
                 group = [j for j in self.pending if j.key == first.key]
                 self.pending = [j for j in self.pending if j.key != first.key]
-                try:
-                    results = await run_in_threadpool(self._call, group)
-                except Exception as err:  # each waiting request gets the error
-                    for job in group:
-                        job.future.set_exception(err)
-                    continue
-                start = 0
+                await self._answer(group)
+
+    async def _answer(self, group: list[_Job]) -> None:
+        """Run `group` as one batch; if it fails, run each job alone so only the bad request gets the error."""
+        try:
+            results = await run_in_threadpool(self._call, group)
+            self.abandoned += sum(job.future.cancelled() for job in group)
+        except Exception as err:  # noqa: BLE001 - every failure goes back to its client
+            if len(group) > 1:
                 for job in group:
-                    job.future.set_result(results[start : start + len(job.items)])
-                    start += len(job.items)
+                    await self._answer([job])
+            elif not group[0].future.done():
+                group[0].future.set_exception(err)
+            return
+        start = 0
+        for job in group:
+            if not job.future.done():
+                job.future.set_result(results[start : start + len(job.items)])
+            start += len(job.items)
 
     def _call(self, group: list[_Job]) -> list:
         first = group[0]
         items = [item for job in group for item in job.items]
+
+        def everyone_left() -> bool:
+            return all(job.future.cancelled() for job in group)
+
+        stoppable = hasattr(self.engine, "should_stop")
         with self.lock:
-            if first.kind == "chat":
-                return self.engine.generate(items, first.n, first.sampling)
-            if first.kind == "text":
-                return self.engine.generate_text(items, first.n, first.sampling)  # type: ignore[attr-defined]
-            starts = [s for job in group for s in job.extra]
-            return self.engine.token_logprobs(items, starts)  # type: ignore[attr-defined]
+            if stoppable:
+                self.engine.should_stop = everyone_left  # type: ignore[attr-defined]
+            try:
+                if first.kind == "chat":
+                    return self.engine.generate(items, first.n, first.sampling)
+                if first.kind == "text":
+                    return self.engine.generate_text(items, first.n, first.sampling)  # type: ignore[attr-defined]
+                starts = [s for job in group for s in job.extra]
+                return self.engine.token_logprobs(items, starts)  # type: ignore[attr-defined]
+            finally:
+                if stoppable:
+                    self.engine.should_stop = None  # type: ignore[attr-defined]
 
 
-def create_app(engine: Engine, model_name: str) -> FastAPI:
+def create_app(
+    engine: Engine, model_name: str, *, limits: ServerLimits | None = None, api_key: str | None = None
+) -> FastAPI:
+    """The app; with `api_key`, every `/v1` request must send `Authorization: Bearer <api_key>`."""
+    limits = limits or ServerLimits()
     app = FastAPI(title=f"stylealign serve {model_name}")
-    batcher = Batcher(engine)
+    batcher = app.state.batcher = Batcher(engine)
     raw = all(hasattr(engine, a) for a in ("generate_text", "token_logprobs", "tokenizer"))
+    tokenizer = getattr(engine, "tokenizer", None)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: HTTPRequest, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in err.errors()
+        )
+        return _error(400, f"invalid request: {problems}")
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: HTTPRequest, err: BadRequest) -> JSONResponse:
@@ -164,12 +275,27 @@ def create_app(engine: Engine, model_name: str) -> FastAPI:
     async def engine_error(_: HTTPRequest, err: EngineError) -> JSONResponse:
         return _error(400, str(err))
 
+    @app.exception_handler(ClientGone)
+    async def client_gone(_: HTTPRequest, err: ClientGone) -> JSONResponse:
+        return _error(499, "client disconnected")
+
+    def check(body: SamplingBody, sampling: SamplingParams, prompt_tokens: list[int]) -> None:
+        if body.stream:
+            raise BadRequest("stream=true is not supported by stylealign serve; send stream=false")
+        if body.n > limits.max_n:
+            raise BadRequest(f"n={body.n} is over this server's limit of {limits.max_n}")
+        if sampling.max_tokens > limits.max_tokens:
+            raise BadRequest(f"max_tokens={sampling.max_tokens} is over this server's limit of {limits.max_tokens}")
+        for i, count in enumerate(prompt_tokens):
+            if count > limits.max_prompt_tokens:
+                raise BadRequest(f"prompt {i} has {count} tokens, over this server's limit of {limits.max_prompt_tokens}")
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "stylealign"}]}
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatBody) -> dict[str, Any]:
+    async def chat(body: ChatBody, http: HTTPRequest) -> dict[str, Any]:
         messages = [{"role": m.role, "content": m.content} for m in body.messages]
         prefix = ""
         if body.continue_final_message:
@@ -183,9 +309,10 @@ def create_app(engine: Engine, model_name: str) -> FastAPI:
             sampling = SamplingParams(**{**vars(sampling), "max_tokens": body.max_completion_tokens})
         if sampling.max_tokens < 1:
             raise BadRequest("max_tokens must be at least 1 for chat completions")
-        (completions,) = await batcher.submit(
-            "chat", [Request(messages=tuple(messages), prefix=prefix)], body.n, sampling
-        )
+        request = Request(messages=tuple(messages), prefix=prefix)
+        prompt_tokens = len(encode_prompt(tokenizer, render_prompt(tokenizer, request))) if tokenizer else 0
+        check(body, sampling, [prompt_tokens])
+        (completions,) = await _unless_client_leaves(http, batcher.submit("chat", [request], body.n, sampling))
         choices = [
             {
                 "index": k,
@@ -195,14 +322,13 @@ def create_app(engine: Engine, model_name: str) -> FastAPI:
             }
             for k, c in enumerate(completions)
         ]
-        return _envelope("chat.completion", model_name, choices, completions)
+        return _envelope("chat.completion", model_name, choices, completions, prompt_tokens)
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionBody) -> dict[str, Any]:
+    async def completions(body: CompletionBody, http: HTTPRequest) -> dict[str, Any]:
         if not raw:
             raise BadRequest(f"{model_name} serves chat completions only: its engine has no raw-prompt path")
-        tokenizer = engine.tokenizer  # type: ignore[attr-defined]
-        prompts = _prompts(body.prompt)
+        prompts = _prompts(body.prompt, len(tokenizer))
         sampling = body.sampling(16)
         if body.logprobs is not None and not (body.echo and sampling.max_tokens == 0):
             raise BadRequest(
@@ -210,18 +336,21 @@ def create_app(engine: Engine, model_name: str) -> FastAPI:
             )
         if sampling.max_tokens == 0 and not body.echo:
             raise BadRequest("max_tokens=0 is only allowed with echo=true")
+        ids = [p if isinstance(p, list) else encode_prompt(tokenizer, p) for p in prompts]
+        check(body, sampling, [len(seq) for seq in ids])
         texts = [p if isinstance(p, str) else tokenizer.decode(p) for p in prompts]
         if sampling.max_tokens == 0:
             generated = [
                 [Completion(text="", finish_reason="length") for _ in range(body.n)] for _ in prompts
             ]
         else:
-            generated = await batcher.submit("text", prompts, body.n, sampling)
+            generated = await _unless_client_leaves(http, batcher.submit("text", prompts, body.n, sampling))
         echoed: list[dict[str, Any] | None] = [None] * len(prompts)
         if body.logprobs is not None:
-            ids = [p if isinstance(p, list) else encode_prompt(tokenizer, p) for p in prompts]
             scored = [i for i, seq in enumerate(ids) if len(seq) > 1]
-            values = await batcher.submit("score", [ids[i] for i in scored], extra=[1] * len(scored))
+            values = await _unless_client_leaves(
+                http, batcher.submit("score", [ids[i] for i in scored], extra=[1] * len(scored))
+            )
             lps = {i: v for i, v in zip(scored, values, strict=True)}
             echoed = [_echo_logprobs(tokenizer, seq, lps.get(i, [])) for i, seq in enumerate(ids)]
         choices = []
@@ -236,19 +365,39 @@ def create_app(engine: Engine, model_name: str) -> FastAPI:
                         "logprobs": echoed[i],
                     }
                 )
-        return _envelope("text_completion", model_name, choices, [c for row in generated for c in row])
+        return _envelope(
+            "text_completion", model_name, choices, [c for row in generated for c in row], sum(map(len, ids))
+        )
 
     return app
 
 
-def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+async def _unless_client_leaves(http: HTTPRequest, work: Awaitable[T], poll_s: float = 0.2) -> T:
+    """Await `work`, cancelling it (and so dropping or stopping its job) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=poll_s)
+        if done:
+            return task.result()
+        if await http.is_disconnected():
+            task.cancel()
+            raise ClientGone
+
+
+def _prompts(prompt: str | list[str] | list[int] | list[list[int]], vocab_size: int) -> list[str | list[int]]:
+    """The request's prompts; empty ones and token ids outside the vocabulary are refused."""
     if isinstance(prompt, str):
-        return [prompt]
-    if not prompt:
-        raise BadRequest("prompt is empty")
-    if all(isinstance(p, int) for p in prompt):
-        return [list(prompt)]  # type: ignore[arg-type]
-    return list(prompt)  # type: ignore[arg-type]
+        prompts: list[str | list[int]] = [prompt]
+    elif all(isinstance(p, int) for p in prompt):
+        prompts = [list(prompt)]  # type: ignore[arg-type]
+    else:
+        prompts = list(prompt)  # type: ignore[arg-type]
+    for i, p in enumerate(prompts):
+        if not p:
+            raise BadRequest(f"prompt {i} is empty")
+        if isinstance(p, list) and not all(0 <= t < vocab_size for t in p):
+            raise BadRequest(f"prompt {i} has token ids outside the vocabulary (0..{vocab_size - 1})")
+    return prompts
 
 
 def _echo_logprobs(tokenizer: Any, ids: list[int], logprobs: list[float]) -> dict[str, Any]:
@@ -268,8 +417,9 @@ def _echo_logprobs(tokenizer: Any, ids: list[int], logprobs: list[float]) -> dic
 
 
 def _envelope(
-    kind: str, model_name: str, choices: list[dict[str, Any]], completions: list[Completion]
+    kind: str, model_name: str, choices: list[dict[str, Any]], completions: list[Completion], prompt_tokens: int
 ) -> dict[str, Any]:
+    """The OpenAI response; `usage` counts the prompt once (0 for engines without a tokenizer) and every sample."""
     generated = sum(c.num_tokens for c in completions)
     return {
         "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
@@ -277,14 +427,17 @@ def _envelope(
         "created": int(time.time()),
         "model": model_name,
         "choices": choices,
-        "usage": {"prompt_tokens": 0, "completion_tokens": generated, "total_tokens": generated},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": generated,
+            "total_tokens": prompt_tokens + generated,
+        },
     }
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content={"error": {"message": message, "type": "BadRequestError", "code": status}}
-    )
+    kind = {401: "AuthenticationError", 413: "RequestTooLarge"}.get(status, "BadRequestError")
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
 
 
 def build_engine(model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16) -> Engine:
@@ -299,13 +452,46 @@ def build_engine(model: str, *, device: str = "auto", dtype: str = "auto", batch
     return HFEngine(model, device=device, dtype=dtype, batch_size=batch_size)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_key(host: str, api_key_env: str | None, insecure: bool) -> str | None:
+    """The key clients must send: `$api_key_env`; serving beyond loopback without one needs `insecure`."""
+    if api_key_env:
+        key = os.environ.get(api_key_env, "")
+        if not key:
+            raise ValueError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
+        return key
+    if not is_loopback(host) and not insecure:
+        raise ValueError(
+            f"--host {host}: refusing to serve beyond this machine without a key; set --api-key-env NAME "
+            "(or pass --insecure to let anyone who can reach it use the model)"
+        )
+    return None
+
+
 def serve(
-    model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, **engine_options: Any
+    model: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str | None = None,
+    api_key_env: str | None = None,
+    insecure: bool = False,
+    limits: ServerLimits | None = None,
+    **engine_options: Any,
 ) -> None:
     import uvicorn
 
+    api_key = serve_key(host, api_key_env, insecure)
     engine = build_engine(model, **engine_options)
-    uvicorn.run(create_app(engine, name or model), host=host, port=port)
+    uvicorn.run(create_app(engine, name or model, limits=limits, api_key=api_key), host=host, port=port)
 
 
 class BackgroundServer:

@@ -8,10 +8,16 @@ done" and "here are their records" land in one `os.replace`. A process killed
 at any point leaves either a whole shard or none (stray temp files are
 ignored and cleaned), and a rerun skips every key already committed. Items
 that produced no record (a rejected sample, say) are remembered all the same.
+
+One writer at a time: a run started on a directory holds an exclusive
+`flock` on `<run>/.lock` (the file names the holder's PID). The kernel drops
+the lock when its process dies, so a lock left by a killed run is simply
+taken over.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -30,16 +36,39 @@ _KIND = b"stylealign.kind"
 _KINDS: dict[str, type[Problem] | type[Trace]] = {"Problem": Problem, "Trace": Trace}
 
 
+class StoreError(OSError):
+    """The run directory cannot be written or is held by another writer; the message names the path."""
+
+
 def work_key(stage: str, **parts: Any) -> str:
     """Content key of one unit of work; any change in what determines the output changes the key."""
     return content_id(stage, parts)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _write_then_rename(path: Path, write) -> None:
+    """`write(tmp)` then rename onto `path`; a failed write (disk full) leaves no temp file and names `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{path}: cannot write: {err.strerror or err}") from err
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _write_then_rename(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _fsynced_parquet(table: pa.Table):
+    def write(tmp: Path) -> None:
+        with pa.OSFile(str(tmp), "wb") as sink:
+            pq.write_table(table, sink)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+
+    return write
 
 
 class Stage:
@@ -67,16 +96,12 @@ class Stage:
         kinds = {type(r).__name__ for r in records}
         if len(kinds) > 1:
             raise TypeError(f"stage {self.name!r}: one shard holds one record type, got {sorted(kinds)}")
-        kind = kinds.pop() if kinds else "Trace"
-        table = to_table(records, _KINDS[kind])
-        table = table.replace_schema_metadata({_KEYS: json.dumps(sorted(set(keys))).encode(), _KIND: kind.encode()})
+        meta = {_KEYS: json.dumps(sorted(set(keys))).encode()}
+        if kinds:  # an empty shard holds no records, so it is labelled with no record type
+            meta[_KIND] = next(iter(kinds)).encode()
+        table = to_table(records, _KINDS[next(iter(kinds), "Trace")]).replace_schema_metadata(meta)
         shard = self.dir / f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = self.dir / f".{shard.name}.tmp"
-        with pa.OSFile(str(tmp), "wb") as sink:
-            pq.write_table(table, sink)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, shard)
+        _write_then_rename(shard, _fsynced_parquet(table))
 
     def records(self, cls: type[Record]) -> list[Record]:
         """All records in commit order, first copy of each id kept."""
@@ -84,6 +109,8 @@ class Stage:
         out: list[Record] = []
         for shard in self._shards():
             table = pq.read_table(shard)
+            if table.num_rows == 0:
+                continue
             kind = (table.schema.metadata or {}).get(_KIND, b"Trace").decode()
             if kind != cls.__name__:
                 raise TypeError(f"{shard}: holds {kind} records, asked for {cls.__name__}")
@@ -98,15 +125,64 @@ class Stage:
             shard.unlink()
 
 
+_HELD: dict[Path, list[int]] = {}
+"""Run directories this process holds: lock file descriptor and how many `RunStore`s share it."""
+
+
+def _lock(root: Path) -> None:
+    """Take `<root>/.lock` for this process (re-entrant within it) or refuse, naming the holder's PID."""
+    key = root.resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    path = root / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(
+            f"{root}: in use by another run (process {holder} holds {path}); wait for it or use another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = [fd, 1]
+
+
+def _unlock(root: Path) -> None:
+    key = root.resolve()
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        os.close(held[0])  # closing the descriptor releases the flock
+
+
 class RunStore:
-    """A run directory: stages, JSON artifacts and a manifest of configs and finished stages."""
+    """A run directory: stages, JSON artifacts and a manifest of configs and finished stages.
+
+    A store opened with a `config` is a writer: it holds the directory's lock until `close()`.
+    """
 
     def __init__(self, root: str | Path, config: dict[str, Any] | None = None):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root}: not a directory")
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.root / "manifest.json"
+        self.locked = config is not None
         if config is not None:
+            _lock(self.root)
             self._record_config(config)
+
+    def close(self) -> None:
+        """Release the writer's lock (a no-op for readers)."""
+        if self.locked:
+            self.locked = False
+            _unlock(self.root)
 
     def _record_config(self, config: dict[str, Any]) -> None:
         manifest = self.manifest()

@@ -12,7 +12,8 @@ student sees byte-identical prompts whether it is sampled, scored or trained.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -89,6 +90,57 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def generate_each(
+    engine: Engine, requests: Sequence[Request], n: int, sampling: SamplingParams
+) -> list[list[Completion] | Exception]:
+    """One result per request: its completions, or the error that request alone met.
+
+    Engines that fail per request (the openai engine) provide `generate_each`
+    themselves and send each request once; for the others a failed batch is
+    re-sent request by request, so only the bad request fails.
+    """
+    own = getattr(engine, "generate_each", None)
+    if own is not None:
+        return list(own(requests, n, sampling))
+    try:
+        return list(engine.generate(requests, n, sampling))
+    except Exception as err:  # noqa: BLE001 - any backend failure is returned, never fatal
+        if len(requests) == 1:
+            return [err]
+    return [generate_each(engine, [request], n, sampling)[0] for request in requests]
+
+
+REDACTED = "[REDACTED]"
+_SECRET_FIELDS = (
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+)?[^\s\"',}]+"),
+    re.compile(r"(?i)(bearer\s+)[^\s\"',}]+"),
+    re.compile(r"(?i)([\"']?(?:x-)?api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every value of `secrets`, `Authorization` header, bearer token and `api_key` field replaced.
+
+    Applied to anything kept from an HTTP exchange (error bodies, unusable
+    answers), since a server may echo the request's headers back.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    for pattern in _SECRET_FIELDS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
+
+
+def check_context(label: str, prompt_tokens: int, max_tokens: int, context: int | None) -> None:
+    """Refuse a prompt that, with `max_tokens` to generate, does not fit the model's `context` positions."""
+    if context is not None and prompt_tokens + max_tokens > context:
+        raise EngineError(
+            f"{label}: prompt of {prompt_tokens} tokens + max_tokens {max_tokens} exceeds the model's "
+            f"context of {context} tokens"
+        )
 
 
 PLAIN_TEMPLATE = "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n{% elif m['role'] == 'user' %}Question: {{ m['content'] }}\n{% endif %}{% endfor %}Answer: "

@@ -9,7 +9,7 @@ server, the Ray engine and a direct call all return the same samples.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -27,9 +27,11 @@ from transformers import (
 from stylealign.config import EngineConfig
 from stylealign.engines.base import (
     Completion,
+    EngineError,
     Request,
     SamplingParams,
     TokenScores,
+    check_context,
     encode_prompt,
     encode_response,
     render_prompt,
@@ -114,10 +116,24 @@ class StopOnStrings(StoppingCriteria):
         return done
 
 
+class StopWhen(StoppingCriteria):
+    """Stops every row once `should_stop()` is true: the server's way to drop work whose clients have gone."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
+
+
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """`text` cut before the earliest stop string, and whether one was found."""
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
     return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def _label(request: Request, index: int) -> str:
+    return f"request {request.id}" if request.id else f"request #{index}"
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -140,8 +156,17 @@ class HFEngine:
     ):
         path = resolve_model(model)
         self.device = _pick_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, self.device))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, self.device))
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise EngineError(f"model {model!r}: cannot load it (not a model directory or hub id): {first}") from None
+        config = self.model.config
+        self.context: int | None = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        """Positions the model has; a prompt plus what it may generate must fit (`check_context`)."""
+        self.should_stop: Callable[[], bool] | None = None
+        """Set by `stylealign serve`: generation ends early once it returns True (every client left)."""
         self.model.to(self.device).eval()
         self.name = name or model
         self.batch_size = batch_size
@@ -163,10 +188,14 @@ class HFEngine:
     def generate(
         self, requests: Sequence[Request], n: int, sampling: SamplingParams
     ) -> list[list[Completion]]:
-        return self.generate_text([render_prompt(self.tokenizer, r) for r in requests], n, sampling)
+        return self.generate_text(
+            [render_prompt(self.tokenizer, r) for r in requests], n, sampling, labels=[_label(r, i) for i, r in enumerate(requests)]
+        )
 
     def score(self, requests: Sequence[Request], responses: Sequence[str]) -> list[TokenScores]:
-        return self.score_text([render_prompt(self.tokenizer, r) for r in requests], responses)
+        return self.score_text(
+            [render_prompt(self.tokenizer, r) for r in requests], responses, labels=[_label(r, i) for i, r in enumerate(requests)]
+        )
 
     def close(self) -> None:
         if self.device.type == "cuda":
@@ -174,10 +203,19 @@ class HFEngine:
             torch.cuda.empty_cache()
 
     def generate_text(
-        self, prompts: Sequence[str | list[int]], n: int, sampling: SamplingParams
+        self,
+        prompts: Sequence[str | list[int]],
+        n: int,
+        sampling: SamplingParams,
+        labels: Sequence[str] | None = None,
     ) -> list[list[Completion]]:
-        """`n` completions of each raw prompt (text, or token ids as the completions endpoint allows)."""
+        """`n` completions of each raw prompt (text, or token ids as the completions endpoint allows).
+
+        A prompt that cannot fit the model's context with `max_tokens` more is refused, naming it (`labels[i]`).
+        """
         encoded = [p if isinstance(p, list) else encode_prompt(self.tokenizer, p) for p in prompts]
+        for i, ids in enumerate(encoded):
+            check_context(f"{self.name}: {labels[i] if labels else f'prompt #{i}'}", len(ids), sampling.max_tokens, self.context)
         distinct = n if sampling.temperature > 0 else 1
         jobs = sorted(
             ((i, j) for i in range(len(encoded)) for j in range(distinct)), key=lambda ij: len(encoded[ij[0]])
@@ -192,14 +230,16 @@ class HFEngine:
                 results[i][j] = completion
         return [[Completion(**vars(row[j % distinct])) for j in range(n)] for row in results]
 
-    def score_text(self, prompts: Sequence[str], responses: Sequence[str]) -> list[TokenScores]:
+    def score_text(
+        self, prompts: Sequence[str], responses: Sequence[str], labels: Sequence[str] | None = None
+    ) -> list[TokenScores]:
         """Teacher-forced log-probs of each response after its raw prompt, tokenized as `encode_prompt_response`."""
         if len(prompts) != len(responses):
             raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
         encoded = [encode_response(self.tokenizer, r) for r in responses]
         logprobs = self.token_logprobs(
-            [p + ids for p, (ids, _) in zip(prompt_ids, encoded, strict=True)], [len(p) for p in prompt_ids]
+            [p + ids for p, (ids, _) in zip(prompt_ids, encoded, strict=True)], [len(p) for p in prompt_ids], labels
         )
         return [
             TokenScores(tokens=[self.tokenizer.decode([t]) for t in ids], logprobs=lp, offsets=offsets)
@@ -207,10 +247,14 @@ class HFEngine:
         ]
 
     @torch.inference_mode()
-    def token_logprobs(self, sequences: Sequence[list[int]], starts: Sequence[int]) -> list[list[float]]:
+    def token_logprobs(
+        self, sequences: Sequence[list[int]], starts: Sequence[int], labels: Sequence[str] | None = None
+    ) -> list[list[float]]:
         """log p(seq[k] | seq[:k]) for k >= starts[i], one forward pass per length-bucketed batch."""
         if any(s < 1 for s in starts):
             raise ValueError("token_logprobs: the first token has no context; starts must be >= 1")
+        for i, seq in enumerate(sequences):
+            check_context(f"{self.name}: {labels[i] if labels else f'sequence #{i}'}", len(seq), 0, self.context)
         results: list[list[float]] = [[] for _ in sequences]
         order = sorted(
             (i for i in range(len(sequences)) if len(sequences[i]) > starts[i]),
@@ -253,12 +297,13 @@ class HFEngine:
         stopper = (
             StopOnStrings(self.tokenizer, sampling.stop, prompt_len, len(prompts)) if sampling.stop else None
         )
+        criteria = [c for c in (stopper, self.should_stop and StopWhen(self.should_stop)) if c]
         output = self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
             generation_config=config,
             logits_processor=processors,
-            stopping_criteria=StoppingCriteriaList([stopper] if stopper else []),
+            stopping_criteria=StoppingCriteriaList(criteria),
         )
         completions = []
         for row, new in enumerate(output[:, prompt_len:].tolist()):

@@ -3,6 +3,11 @@
 Requests run concurrently (at most `concurrency` in flight); 429, 5xx,
 connection errors and timeouts are retried with exponential backoff and
 jitter; any other 4xx fails at once with the request id, status and body.
+Each send is bounded in wall time by `timeout` (a server that trickles bytes
+cannot hold a request longer), so a call takes at most attempts × timeout
+plus the backoff. `generate_each` sends every request once and returns its
+error in place (the oracle streams own the retries, see `streams/retry.py`).
+Error messages never carry the API key: bodies are redacted before they are cut.
 Continuation uses vLLM's chat semantics (the prefix is a final assistant
 message with `continue_final_message`). Scoring sends the prompt + response
 token ids, tokenized client-side by `encode_prompt_response`'s rule, to the
@@ -30,6 +35,7 @@ from stylealign.engines.base import (
     TokenScores,
     encode_prompt,
     encode_response,
+    redact,
     render_prompt,
 )
 
@@ -120,11 +126,33 @@ class OpenAIEngine:
     def close(self) -> None:
         pass
 
+    @property
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env or "", "") or "EMPTY"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be stored: the API key (redacted from anything kept from an exchange)."""
+        return () if self.api_key == "EMPTY" else (self.api_key,)
+
     def generate(
         self, requests: Sequence[Request], n: int, sampling: SamplingParams
     ) -> list[list[Completion]]:
         call = self._chat if self.endpoint == "chat" else self._complete
-        return run_sync(lambda: self._gather(requests, lambda client, i, r: call(client, i, r, n, sampling)))
+        return run_sync(
+            lambda: self._gather(requests, lambda client, i, r: call(client, i, r, n, sampling, self.max_retries))
+        )
+
+    def generate_each(
+        self, requests: Sequence[Request], n: int, sampling: SamplingParams
+    ) -> list[list[Completion] | Exception]:
+        """One send per request; a request that failed gets its `EngineError` in place of completions."""
+        call = self._chat if self.endpoint == "chat" else self._complete
+        return run_sync(
+            lambda: self._gather(
+                requests, lambda client, i, r: call(client, i, r, n, sampling, 0), return_exceptions=True
+            )
+        )
 
     def score(self, requests: Sequence[Request], responses: Sequence[str]) -> list[TokenScores]:
         if len(requests) != len(responses):
@@ -134,39 +162,47 @@ class OpenAIEngine:
         )
 
     async def _gather(
-        self, requests: Sequence[Request], call: Callable[[Any, int, Request], Awaitable[T]]
-    ) -> list[T]:
-        api_key = os.environ.get(self.api_key_env or "", "") or "EMPTY"
+        self,
+        requests: Sequence[Request],
+        call: Callable[[Any, int, Request], Awaitable[T]],
+        return_exceptions: bool = False,
+    ) -> list[Any]:
         limit = asyncio.Semaphore(self.concurrency)
         async with openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key, max_retries=0, timeout=self.timeout
+            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout
         ) as client:
 
             async def one(i: int, request: Request) -> T:
                 async with limit:
                     return await call(client, i, request)
 
-            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+            coros = (one(i, r) for i, r in enumerate(requests))
+            return list(await asyncio.gather(*coros, return_exceptions=return_exceptions))
 
-    async def _with_retries(self, label: str, send: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(self.max_retries + 1):
+    async def _with_retries(self, label: str, send: Callable[[], Awaitable[T]], retries: int | None = None) -> T:
+        retries = self.max_retries if retries is None else retries
+        for attempt in range(retries + 1):
             try:
-                return await send()
-            except RETRYABLE as err:
-                if attempt == self.max_retries:
-                    raise EngineError(
-                        f"{label}: gave up after {attempt + 1} attempts: {_describe(err, self.timeout)}"
-                    ) from err
+                return await asyncio.wait_for(send(), self.timeout)
+            except (*RETRYABLE, TimeoutError) as err:
+                if attempt == retries:
+                    tried = f"gave up after {attempt + 1} attempts: " if retries else ""
+                    raise EngineError(f"{label}: {tried}{self._describe(err)}") from err
                 await asyncio.sleep(min(self.backoff * 2**attempt, 30.0) * (0.5 + random.random()))
             except openai.APIStatusError as err:
-                raise EngineError(f"{label}: {_describe(err, self.timeout)}") from err
+                raise EngineError(f"{label}: {self._describe(err)}") from err
+            except (openai.APIError, ValueError) as err:  # a 200 whose body is not a valid response
+                raise EngineError(f"{label}: malformed response: {self._describe(err)}") from err
         raise AssertionError("unreachable")
+
+    def _describe(self, err: Exception) -> str:
+        return _describe(err, self.timeout, self.secrets)
 
     def _label(self, index: int, request: Request) -> str:
         return f"{self.name} at {self.base_url}, request {request.id or f'#{index}'}"
 
     async def _chat(
-        self, client: Any, index: int, request: Request, n: int, sampling: SamplingParams
+        self, client: Any, index: int, request: Request, n: int, sampling: SamplingParams, retries: int
     ) -> list[Completion]:
         messages = [dict(m) for m in request.messages]
         extra: dict[str, Any] = {}
@@ -178,6 +214,7 @@ class OpenAIEngine:
             lambda: client.chat.completions.create(
                 model=self.model, messages=messages, extra_body=extra or None, **_sampling_kwargs(n, sampling)
             ),
+            retries,
         )
         return [
             Completion(text=c.message.content or "", finish_reason=_finish(c.finish_reason), num_tokens=0)
@@ -185,7 +222,7 @@ class OpenAIEngine:
         ]
 
     async def _complete(
-        self, client: Any, index: int, request: Request, n: int, sampling: SamplingParams
+        self, client: Any, index: int, request: Request, n: int, sampling: SamplingParams, retries: int
     ) -> list[Completion]:
         prompt = render_prompt(self.tokenizer, request)
         response = await self._with_retries(
@@ -193,6 +230,7 @@ class OpenAIEngine:
             lambda: client.completions.create(
                 model=self.model, prompt=prompt, **_sampling_kwargs(n, sampling)
             ),
+            retries,
         )
         return [
             Completion(text=c.text, finish_reason=_finish(c.finish_reason))
@@ -254,11 +292,12 @@ def _finish(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
 
-def _describe(err: Exception, timeout: float) -> str:
-    if isinstance(err, openai.APITimeoutError):
+def _describe(err: Exception, timeout: float, secrets: Sequence[str]) -> str:
+    """What went wrong, for an error message: status and the start of the body, secrets redacted first."""
+    if isinstance(err, openai.APITimeoutError | TimeoutError):
         return f"timed out after {timeout:g} s"
     if isinstance(err, openai.APIStatusError):
         server_id = err.response.headers.get("x-request-id")
-        body = err.response.text[:BODY_EXCERPT]
+        body = redact(err.response.text, secrets)[:BODY_EXCERPT]
         return f"HTTP {err.status_code}{f' (server request id {server_id})' if server_id else ''}: {body}"
-    return f"{type(err).__name__}: {err}"
+    return redact(f"{type(err).__name__}: {err}", secrets)[:BODY_EXCERPT]

@@ -120,6 +120,8 @@ def report_stage(ctx: Any) -> dict[str, Any]:
         contrasts=contrasts(scores, ctx.config.report.contrasts, resamples=resamples),
         training=ctx.store.read_json("train/summary.json") if training_json.is_file() else None,
     )
+    failures = ctx.store.root / "streams" / "failures.json"  # per stream: failed oracle requests and sends
+    report["oracle_failures"] = ctx.store.read_json("streams/failures.json") if failures.is_file() else {}
     paths = write_report(report, ctx.store.root, loss_curves(ctx.store.root, ctx.streams, ctx.config.training.seeds))
     ctx.console.print(
         rich_table(report["streams"], f"{ctx.config.name}: which data makes the student better")

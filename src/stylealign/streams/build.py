@@ -3,7 +3,10 @@
 Order matters: oracle_refine and sar refine rft traces, and sar / sar_repair
 take the student's style exemplars from rft, so rft is built first whenever
 one of them is selected. Each stream's current traces are listed (see
-`listing.py`) for the stages after this one.
+`listing.py`) for the stages after this one, and its oracle failures are
+counted in `streams/failures.json` (the report shows them). A stream left
+with no traces because its oracle failed stops the run with a summary
+(finished work is kept; `--allow-failures` goes on with what there is).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from stylealign.streams.batches import run_batches
 from stylealign.streams.context import StreamContext, WorkItem
 from stylealign.streams.listing import write_listing
 from stylealign.streams.sample import current_samples
+
+
+class StreamsFailed(ValueError):
+    """A selected stream got no data because its engine failed."""
+
 
 ORDER = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
 NEEDS_RFT = {"oracle_refine", "sar", "sar_repair"}
@@ -43,6 +51,7 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
     if selected & NEEDS_RFT:
         selected.add("rft")
     summary: dict[str, Any] = {}
+    failures: dict[str, dict[str, Any]] = {}
     rft_traces: list[Trace] = []
     for name in (n for n in ORDER if n in selected):
         items = _plan(sc, name, rft_traces)
@@ -56,5 +65,22 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
         covered = len({t.problem_id for t in current})
         summary[name] = f"{len(current)} traces/{covered} problems" + "".join(
             f", {k}={v}" for k, v in sorted(counts.items()) if k not in ("new", "skipped")
+        )
+        if counts.get("oracle_failures") or counts.get("oracle_errors"):
+            failed = ctx.store.stage(f"failures_stream_{name}").records(Trace)
+            failures[name] = {
+                "traces": len(current),
+                "failed_requests": counts.get("oracle_failures", 0),
+                "failed_sends": counts.get("oracle_errors", 0),
+                "left_undone": counts.get("left_undone", 0),
+                "last_error": failed[-1].metrics.get("error", "") if failed else "",
+            }
+    ctx.store.write_json("streams/failures.json", failures)
+    starved = {name: f for name, f in failures.items() if not f["traces"] and f["failed_requests"]}
+    if starved and not ctx.allow_failures:
+        detail = "; ".join(f"{name}: {f['failed_requests']} requests failed, last error: {f['last_error']}" for name, f in starved.items())
+        raise StreamsFailed(
+            f"streams {', '.join(starved)} got no data because the oracle failed ({detail}). Finished work is "
+            "kept; rerun to retry the failed requests, or pass --allow-failures to go on with partial streams"
         )
     return summary

@@ -15,7 +15,13 @@ from stylealign.pipeline import RunContext
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace, content_id
 from stylealign.store import work_key
-from stylealign.streams.retry import OracleResult, failure_record, generate_with_retries
+from stylealign.streams.retry import (
+    BREAKER_THRESHOLD,
+    CircuitBreaker,
+    OracleResult,
+    failure_record,
+    generate_with_retries,
+)
 
 RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env"}
 
@@ -59,6 +65,8 @@ class StreamContext:
     run: RunContext
     problems: list[Problem]
     samples: dict[str, list[Trace]]
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(BREAKER_THRESHOLD))
+    """Shared by every stream of one `streams` run: once the oracle failed that many sends in a row, stop asking."""
 
     @classmethod
     def from_run(cls, run: RunContext, samples: Sequence[Trace]) -> StreamContext:
@@ -129,12 +137,17 @@ class StreamContext:
         self, stream: str, items: Sequence[WorkItem], requests: Sequence[Request], template: str, result: BatchResult,
         *, parse=lambda text: text, attempt: int = 0,
     ) -> list[OracleResult]:
-        """Oracle answers for `requests` (one per item); failures become records in `result.failures`."""
+        """Oracle answers for `requests` (one per item); failures become records in `result.failures`.
+
+        Counts: `oracle_errors` (sends that raised, retried or not) and `oracle_failures` (requests that stayed failed).
+        """
         oracle = self.oracle()
         answers = generate_with_retries(
-            oracle, requests, self.oracle_sampling(attempt), retries=self.config.streams.oracle_retries, parse=parse
+            oracle, requests, self.oracle_sampling(attempt), retries=self.config.streams.oracle_retries, parse=parse,
+            breaker=self.breaker,
         )
         for item, answer in zip(items, answers, strict=True):
+            result.count("oracle_errors", answer.errors)
             if answer.failed:
                 result.failures.append(failure_record(stream, item.key, item.problem.id, template, oracle.name, answer))
                 result.count("oracle_failures")

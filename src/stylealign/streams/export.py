@@ -5,11 +5,14 @@
 - `dataset/`: a Hugging Face `datasets` directory (`load_from_disk`) with conversational `prompt` /
   `completion` fields, TRL's prompt-completion format (loss on the completion only).
 The prompt is the student's own template, the same one used for sampling, scoring and training.
+An existing export is never overwritten unless asked (`force`), and every file is written then renamed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,33 @@ from typing import Any
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace
 
+OUTPUTS = ("train.jsonl", "dataset_info.json", "dataset")
 
-def export_stream(traces: Sequence[Trace], problems: Sequence[Problem], template: PromptTemplate, out_dir: str | Path) -> dict[str, Any]:
+
+def _prepare_out_dir(out: Path, force: bool) -> None:
+    """Make `out`, refusing a file there and (without `force`) an earlier export; errors name the path."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not force:
+        raise ValueError(f"{out}: already holds {', '.join(existing)}; pass --force to overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{out}: cannot write there: {err.strerror or err}") from None
+
+
+def export_stream(
+    traces: Sequence[Trace], problems: Sequence[Problem], template: PromptTemplate, out_dir: str | Path,
+    *, force: bool = False,
+) -> dict[str, Any]:
     from datasets import Dataset
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out_dir(out, force)
     by_id = {p.id: p for p in problems}
     missing = sorted({t.problem_id for t in traces} - by_id.keys())
     if missing:
@@ -48,13 +72,15 @@ def export_stream(traces: Sequence[Trace], problems: Sequence[Problem], template
     }
     (out / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     dataset_dir = out / "dataset"
+    if dataset_dir.exists():
+        shutil.rmtree(dataset_dir)
     Dataset.from_list(rows).save_to_disk(str(dataset_dir))
     return {"examples": len(rows), "jsonl": str(jsonl), "dataset": str(dataset_dir)}
 
 
-def export_run(run_dir: str | Path, stream: str, out_dir: str | Path) -> dict[str, Any]:
+def export_run(run_dir: str | Path, stream: str, out_dir: str | Path, *, force: bool = False) -> dict[str, Any]:
     """Export stream `stream` of a run directory with the student prompt the run's config names."""
-    from stylealign.config import parse_config
+    from stylealign.config import STREAMS, parse_config
     from stylealign.prompts import load_template
     from stylealign.store import RunStore
     from stylealign.streams.listing import stream_traces
@@ -63,9 +89,11 @@ def export_run(run_dir: str | Path, stream: str, out_dir: str | Path) -> dict[st
     manifest = store.manifest()
     if "config" not in manifest:
         raise FileNotFoundError(f"{store.manifest_path}: not a stylealign run directory (no manifest with a config)")
+    if stream not in STREAMS:
+        raise ValueError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
     cfg = parse_config(manifest["config"], str(store.manifest_path))
     traces = stream_traces(store, stream)
     if not traces:
         raise ValueError(f"{run_dir}: stream {stream!r} has no traces (run the `streams` stage first)")
     template = load_template(cfg.student.template, cfg.prompts_dir, system=cfg.student.system)
-    return export_stream(traces, store.stage("problems").records(Problem), template, out_dir)
+    return export_stream(traces, store.stage("problems").records(Problem), template, out_dir, force=force)

@@ -1,22 +1,33 @@
-"""Oracle calls that fail softly: bounded retries, per-request isolation, and a record of what failed.
+"""Oracle calls that fail softly, within a budget: a record of what failed, never a stalled run.
 
 An oracle may raise (network, timeout, server error), refuse, or answer in a
 form the stream cannot use. `parse` turns a raw answer into the value the
-stream needs or raises ValueError naming what was wrong; both kinds of failure
-are retried `retries` times with a fresh seed, and a request that still fails
-comes back as a failed `OracleResult` instead of an exception, so one bad
-request never costs the rest of the batch.
+stream needs or raises ValueError naming what was wrong. Every request gets
+`retries + 1` sends in all, whatever failed: engines answer request by request
+(`generate_each`), so one bad request never re-sends the others, and a
+failed batch is never retried on top of the engine's own retries. Sends that
+raised are retried after an exponential backoff (from the engine's
+`backoff`, in seconds; in-process engines have none). A `CircuitBreaker` shared by
+every call to one engine stops sending once it failed `threshold` sends in a
+row, so a dead server costs seconds, not a run's worth of timeouts. A request
+that still failed comes back as a failed `OracleResult`, and its error text
+is redacted of secrets before anything stores it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stylealign.engines.base import Engine, Request, SamplingParams
+from stylealign.engines.base import Engine, Request, SamplingParams, generate_each, redact
 from stylealign.records import Trace, content_id
+
+ERROR_EXCERPT = 500
+BACKOFF_CAP = 8.0
+BREAKER_THRESHOLD = 10
 
 
 @dataclass
@@ -24,6 +35,7 @@ class OracleResult:
     text: str | None = None
     value: Any = None
     attempts: int = 0
+    errors: int = 0
     error: str = ""
     raw: str = ""
 
@@ -32,21 +44,31 @@ class OracleResult:
         return self.text is None
 
 
-def _describe(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"[:500]
+class CircuitBreaker:
+    """Counts consecutive failed sends to one engine; open (send nothing more) at `threshold`."""
+
+    def __init__(self, threshold: int):
+        self.threshold = threshold
+        self.consecutive = 0
+        self.last_error = ""
+
+    @property
+    def open(self) -> bool:
+        return self.consecutive >= self.threshold
+
+    def record(self, error: str | None) -> None:
+        if error is None:
+            self.consecutive = 0
+        else:
+            self.consecutive += 1
+            self.last_error = error
+
+    def reason(self, engine: str) -> str:
+        return f"circuit open: {engine} failed {self.consecutive} requests in a row (last: {self.last_error})"
 
 
-def _generate_isolated(engine: Engine, requests: Sequence[Request], sampling: SamplingParams) -> list[str | BaseException]:
-    """One completion per request; if the batch raises, each request is tried alone so only the bad one fails."""
-    try:
-        return [c[0].text if c else ValueError("no completion returned") for c in engine.generate(requests, 1, sampling)]
-    except Exception as err:  # noqa: BLE001 - any backend failure is recorded, never fatal
-        if len(requests) == 1:
-            return [err]
-    out: list[str | BaseException] = []
-    for request in requests:
-        out.extend(_generate_isolated(engine, [request], sampling))
-    return out
+def _describe(err: BaseException, secrets: Sequence[str]) -> str:
+    return redact(f"{type(err).__name__}: {err}", secrets)[:ERROR_EXCERPT]
 
 
 def generate_with_retries(
@@ -56,33 +78,47 @@ def generate_with_retries(
     *,
     retries: int,
     parse: Callable[[str], Any] = lambda text: text,
+    breaker: CircuitBreaker | None = None,
 ) -> list[OracleResult]:
-    """Answer every request, retrying failures (exceptions or unparseable answers) up to `retries` times."""
+    """Answer every request with at most `retries + 1` sends each (see the module doc)."""
+    breaker = breaker or CircuitBreaker(BREAKER_THRESHOLD)
+    backoff = float(getattr(engine, "backoff", 0.0))
+    secrets = tuple(getattr(engine, "secrets", ()))
     results = [OracleResult() for _ in requests]
     pending = list(range(len(requests)))
+    raised = False
     for attempt in range(retries + 1):
-        if not pending:
+        if not pending or breaker.open:
             break
+        if raised:
+            time.sleep(min(backoff * 2 ** (attempt - 1), BACKOFF_CAP))
         params = dataclasses.replace(sampling, seed=sampling.seed + attempt)
-        answers = _generate_isolated(engine, [requests[i] for i in pending], params)
-        still = []
+        answers = generate_each(engine, [requests[i] for i in pending], 1, params)
+        still, raised = [], False
         for i, answer in zip(pending, answers, strict=True):
             result = results[i]
             result.attempts = attempt + 1
-            if isinstance(answer, BaseException):
-                result.error = _describe(answer)
+            if isinstance(answer, BaseException) or not answer:
+                error = _describe(answer, secrets) if isinstance(answer, BaseException) else "no completion returned"
+                result.error, result.errors, raised = error, result.errors + 1, True
+                breaker.record(error)
                 still.append(i)
                 continue
+            breaker.record(None)
+            text = answer[0].text
             try:
-                if not answer.strip():
+                if not text.strip():
                     raise ValueError("empty answer")
-                result.value = parse(answer)
+                result.value = parse(text)
             except ValueError as err:
-                result.error, result.raw = f"malformed: {err}"[:500], answer
+                result.error, result.raw = redact(f"malformed: {err}", secrets)[:ERROR_EXCERPT], redact(text, secrets)
                 still.append(i)
                 continue
-            result.text, result.error = answer, ""
+            result.text, result.error = text, ""
         pending = still
+    if breaker.open:
+        for i in pending:
+            results[i].error = breaker.reason(engine.name)[:ERROR_EXCERPT]
     return results
 
 
