@@ -33,24 +33,47 @@ log = logging.getLogger(__name__)
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _HASHES = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*", re.IGNORECASE)
 _A_COLON = re.compile(r"^[ \t]*A:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+# A number standing on its own: not the tail of an identifier ("AZYUK2A", "x_2"); "2,74" is a decimal comma.
+_ANSWER_NUMBER = re.compile(
+    r"(?<![A-Za-z_\d.,])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d+,\d{2}(?![\d,])|\d+(?:\.\d+)?(?:/\d+)?|\.\d+)"
+)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|,\s+(?:and|so|which|because|since|as|but)\b")
+_CLOSING_BREAK = re.compile(r"\n|(?<=[.!?])\s+")
+_ANSWER_VERB = re.compile(r"\s(?:is|are|was|equals)\s+", re.IGNORECASE)
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
-_TEXT_GROUP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}")
+_TEXT_GROUP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}|\\(?:begin|end)\s*\{[^{}]*\}")
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_MATH_SPAN = re.compile(
+    r"\$\$(?P<a>.+?)\$\$|\\\[(?P<b>.+?)\\\]|\\\((?P<c>[^\n]+?)\\\)|(?<!\\)\$(?P<d>(?:[^$\\\n]|\\.)+?)\$",
+    re.DOTALL,
+)
+_DISPLAY_MATH = re.compile(r"\$\$.+?\$\$|\\\[.+?\\\]", re.DOTALL)
+# What may stand between two values of one final answer: "\boxed{1} \quad\text{and}\quad \boxed{2}".
+_BOXED_JOINER = re.compile(
+    r"(?:\s|[,;&$]|\\[,;:! ]|\\q?quad\b|\\[()\[\]]|\\\\|\\text\s*\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b)*"
+)
+_END_OF_RESPONSE = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|end_of_text)\|>")
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
-_THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d,])")
+_THOUSANDS = re.compile(r"(?<![\d.])([1-9]\d{0,2}(?:,\d{3})+)(?![\d,])")
+_LATEX_COMMA = re.compile(r"\{\s*,\s*\}|,\s*\\!\s*")  # "14{,}916", "12,\\!000"
+# Unambiguous decimal commas: "1000,99", "0,111" (never "1,000": that is a thousands separator).
+_DECIMAL_COMMA = re.compile(r"^(-?\d+),(\d{2}|\d{4,})$|^(-?0),(\d+)$")
 _LATEX_FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
-_UNIT_TAIL = re.compile(r"^(.*?\d)(?:\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}|\s+[A-Za-z][A-Za-z .]*)$")
+_UNIT_TAIL = re.compile(
+    r"^(.*?\d)(?:\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}|\s+[A-Za-z][A-Za-z .]*|\s*[€£¥]|\s*[A-Za-z]{1,3}[²³])$"
+)
+_TEXT_ANSWER = re.compile(r"[A-Za-z]{3,}(?: [A-Za-z]+)*")
 _SIX_DECIMALS = 10**6
 _BARE_MAX_CHARS = 80
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` or `\\fbox{...}` (balanced braces), or None."""
-    for match in reversed(list(_BOXED.finditer(text))):
+def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every `\\boxed{...}` / `\\fbox{...}` with balanced braces."""
+    spans = []
+    for match in _BOXED.finditer(text):
         depth, start = 1, match.end()
         for i in range(start, len(text)):
             if text[i] == "{":
@@ -58,9 +81,28 @@ def last_boxed(text: str) -> str | None:
             elif text[i] == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[start:i]
-    return None
+                    spans.append((match.start(), i + 1, text[start:i]))
+                    break
+    return spans
 
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` or `\\fbox{...}` (balanced braces), or None."""
+    spans = _boxed_spans(text)
+    return spans[-1][2] if spans else None
+
+
+def final_boxed(text: str, spans: list[tuple[int, int, str]] | None = None) -> list[str]:
+    """The boxed answers that end a response together: `\\boxed{-2} and \\boxed{1}` gives both."""
+    spans = _boxed_spans(text) if spans is None else spans
+    if not spans:
+        return []
+    group = [spans[-1]]
+    for span in reversed(spans[:-1]):
+        if span[1] > group[-1][0] or not _BOXED_JOINER.fullmatch(text[span[1] : group[-1][0]]):
+            break
+        group.append(span)
+    return [content for _, _, content in reversed(group)]
 
 def _strip_delimiters(answer: str) -> str:
     answer = answer.strip()
@@ -86,33 +128,84 @@ def _sentence(text: str) -> str:
     return line[: end.start()] if end else line
 
 
+def _has_words(text: str) -> bool:
+    """Words outside LaTeX commands and text groups; checked cheaply first, as most answers have no letters."""
+    return _WORD.search(text) is not None and _WORD.search(_LATEX_COMMAND.sub(" ", _TEXT_GROUP.sub(" ", text))) is not None
+
+
 def _is_bare(text: str) -> bool:
     """A short one-line text with no words is itself an answer (e.g. a predictions column of answers)."""
-    if "\n" in text or len(text) > _BARE_MAX_CHARS:
-        return False
-    return not _WORD.search(_LATEX_COMMAND.sub(" ", _TEXT_GROUP.sub(" ", text)))
+    return "\n" not in text and len(text) <= _BARE_MAX_CHARS and not _has_words(text)
+
+
+def _math(match: re.Match[str]) -> str:
+    return next(group for group in match.groups() if group is not None)
+
+
+def _closing_answer(phrase: str) -> str | None:
+    """The answer a closing phrase states: the phrase itself if bare, else whichever comes last of its
+    formulas and free-standing numbers (with those listed just before it: "$12$ and $13$"); first
+    after its last "is" ("The volume of $ABCD$ is 120" -> "120")."""
+    cleaned = _clean(phrase)
+    if cleaned and _is_bare(cleaned):
+        return cleaned
+    for part in dict.fromkeys((_ANSWER_VERB.split(phrase)[-1], phrase)):
+        cleaned = _clean(part)
+        if cleaned and _is_bare(cleaned):
+            return cleaned
+        found = [(m.start(), m.end(), _clean(_math(m))) for m in _MATH_SPAN.finditer(part)]
+        found = [(start, end, f) for start, end, f in found if f and not _has_words(f)]
+        prose = _MATH_SPAN.sub(lambda m: " " * len(m.group(0)), part)
+        found = sorted(found + [(m.start(), m.end(), m.group(0)) for m in _ANSWER_NUMBER.finditer(prose)])
+        if found:
+            group = [found[-1]]  # "$12$ and $13$" is one answer of two values
+            for item in reversed(found[:-1]):
+                if not _BOXED_JOINER.fullmatch(prose[item[1] : group[-1][0]]):
+                    break
+                group.append(item)
+            return ", ".join(value for _, _, value in reversed(group))
+    return None
+
+
+def _closing_sentences(text: str) -> list[str]:
+    """The last two sentences of a response, last first (a display formula counts as one line): the
+    last may be a sign-off ("I hope it is correct.")."""
+    flat = _DISPLAY_MATH.sub(lambda m: m.group(0).replace("\n", " "), text)
+    return [p for p in _CLOSING_BREAK.split(flat) if p.strip()][-2:][::-1]
 
 
 def extract_answer(text: str, *, last_number: bool = True) -> str | None:
-    """The final answer of a model output, in order: last \\boxed{}/\\fbox{}, `#### x`,
-    "the answer is x", "A: x", the whole text if it is a bare answer, then (if `last_number`)
-    the last number in the text."""
-    boxed = last_boxed(text)
-    if boxed is not None and boxed.strip():
-        return _clean(boxed)
-    for pattern, phrase in ((_HASHES, False), (_ANSWER_IS, True), (_A_COLON, False)):
-        matches = pattern.findall(text)
-        if matches:
-            candidate = _clean(_sentence(matches[-1]) if phrase else matches[-1])
-            if candidate:
-                return candidate
+    """The final answer of a model output, in order: the boxed answers that end it (several are
+    joined with ", ", as a set) unless an "the answer is" phrase follows them, `#### x`, the phrase
+    after the last "the answer is" / "Answer:", "A: x", the whole text if it is a bare answer or one
+    formula, then (if `last_number`) the last formula or free-standing number of the closing
+    sentence (or the one before a sign-off). The response ends at a chat-template end token, so a
+    hallucinated next turn is never read."""
+    end = _END_OF_RESPONSE.search(text)
+    text = text[: end.start()] if end else text
+    spans = _boxed_spans(text)
+    phrases = list(_ANSWER_IS.finditer(text))
+    stated = None
+    if phrases and (not spans or phrases[-1].start() > spans[-1][1] or not spans[-1][2].strip()):
+        stated = _closing_answer(_sentence(text[phrases[-1].end() :]))
+    boxed = [_clean(b) for b in final_boxed(text, spans)]
+    if any(boxed) and stated is None:
+        return ", ".join(b for b in boxed if b)
+    hashes = _HASHES.findall(text)
+    if hashes and _clean(hashes[-1]):
+        return _clean(hashes[-1])
+    if stated is not None:
+        return stated
+    colon = _A_COLON.findall(text)
+    if colon and _clean(colon[-1]):
+        return _clean(colon[-1])
     stripped = text.strip()
-    if stripped and boxed is None and _is_bare(stripped):
-        return _clean(stripped)
+    if stripped and not spans:
+        whole = _MATH_SPAN.fullmatch(stripped)
+        if whole or _is_bare(stripped):
+            return _clean(_math(whole) if whole else stripped)
     if last_number:
-        numbers = _NUMBER.findall(text)
-        if numbers:
-            return numbers[-1]
+        return next(filter(None, map(_closing_answer, _closing_sentences(stripped))), None)
     return None
 
 
@@ -124,9 +217,16 @@ def reference_answer(text: str) -> str:
 
 
 def as_number(answer: str) -> Fraction | None:
-    """The exact value of a plain number ("1,000", "$18.50", "-3/4", "\\frac{3}{4}"), or None."""
-    s = answer.strip().replace("\\$", "").replace("$", "").replace("{,}", "").replace("\\!", "")
-    s = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), s.replace(" ", ""))
+    """The exact value of a plain number ("1,000", "$18.50", "-3/4", "\\frac{3}{4}", "1000,99"), or None."""
+    s = answer.strip().replace("\\$", "").replace("$", "")
+    if "," in s:
+        s = _LATEX_COMMA.sub(",", s)
+        if ", " in s:  # "32, 349" is a list of two numbers
+            return None
+    s = s.replace("\\!", "").replace(" ", "")
+    if "," in s:
+        s = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), s)
+        s = _DECIMAL_COMMA.sub(lambda m: ".".join(g for g in m.groups() if g is not None), s)
     frac = _LATEX_FRAC.match(s)
     if frac:
         sign, num, den = frac.groups()
@@ -154,13 +254,18 @@ def _fast_verdict(answer: str, reference: str) -> bool | None:
     return None
 
 
+def _as_latex(answer: str) -> str:
+    """A word answer as LaTeX text ("odd" -> "\\text{odd}"), which the parser would read as a product o*d*d."""
+    return f"\\text{{{answer}}}" if _TEXT_ANSWER.fullmatch(answer) else answer
+
+
 def _math_verify(answer: str, reference: str) -> bool:
     """LaTeX extraction only: math-verify's plain-expression path runs sympy's `parse_expr` (an eval)."""
     from math_verify import LatexExtractionConfig, parse, verify
 
     latex = [LatexExtractionConfig()]
-    gold = parse(f"\\boxed{{{reference}}}", extraction_config=latex, parsing_timeout=None)
-    pred = parse(f"\\boxed{{{answer}}}", extraction_config=latex, parsing_timeout=None)
+    gold = parse(f"\\boxed{{{_as_latex(reference)}}}", extraction_config=latex, parsing_timeout=None)
+    pred = parse(f"\\boxed{{{_as_latex(answer)}}}", extraction_config=latex, parsing_timeout=None)
     return bool(verify(gold, pred, timeout_seconds=None))
 
 
@@ -175,6 +280,8 @@ def equivalent(answer: str, reference: str) -> bool:
     answer, reference = _clean(answer), _clean(reference)
     if not answer or not reference:
         return False
+    if answer == reference:
+        return True
     fast = _fast_verdict(answer, reference)
     if fast is not None:
         return fast
