@@ -106,6 +106,8 @@ def final_boxed(text: str, spans: list[tuple[int, int, str]] | None = None) -> l
 
 def _strip_delimiters(answer: str) -> str:
     answer = answer.strip()
+    if answer[:1] not in ("$", "\\"):
+        return answer
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if len(answer) > len(left) + len(right) and answer.startswith(left) and answer.endswith(right):
             return answer[len(left) : -len(right)].strip()
@@ -192,13 +194,13 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
     if any(boxed) and stated is None:
         return ", ".join(b for b in boxed if b)
     hashes = _HASHES.findall(text)
-    if hashes and _clean(hashes[-1]):
-        return _clean(hashes[-1])
+    if hashes and (answer := _clean(hashes[-1])):
+        return answer
     if stated is not None:
         return stated
     colon = _A_COLON.findall(text)
-    if colon and _clean(colon[-1]):
-        return _clean(colon[-1])
+    if colon and (answer := _clean(colon[-1])):
+        return answer
     stripped = text.strip()
     if stripped and not spans:
         whole = _MATH_SPAN.fullmatch(stripped)
@@ -300,10 +302,10 @@ def grade(prediction_text: str, reference: str, *, last_number: bool = True) -> 
 
 def fast_grade(prediction_text: str, reference: str, *, last_number: bool = True) -> bool | None:
     """`grade` where it needs no sympy; None where math-verify has to decide."""
-    answer = extract_answer(prediction_text, last_number=last_number)
-    if answer is None or not answer.strip() or not _clean(reference):
+    answer, reference = extract_answer(prediction_text, last_number=last_number), _clean(reference)
+    if answer is None or not answer.strip() or not reference:
         return False
-    return _fast_verdict(_clean(answer), _clean(reference))
+    return _fast_verdict(_clean(answer), reference)
 
 
 @dataclass
