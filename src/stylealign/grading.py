@@ -42,9 +42,13 @@ _ANSWER_NUMBER = re.compile(
 )
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|,\s+(?:and|so|which|because|since|as|but)\b")
 _CLOSING_BREAK = re.compile(r"\n|(?<=[.!?])\s+")
+_CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's "<<15*8=120>>" annotations
 _ANSWER_VERB = re.compile(r"\s(?:is|are|was|equals)\s+", re.IGNORECASE)
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
-_TEXT_GROUP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}|\\(?:begin|end)\s*\{[^{}]*\}")
+_TEXT_GROUP = re.compile(
+    r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}"
+    r"|\\(?:begin|end)\s*\{(?:[pbvBV]?matrix|smallmatrix|array)\}(?:\{[lcr| ]*\})?"
+)
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _MATH_SPAN = re.compile(
     r"\$\$(?P<a>.+?)\$\$|\\\[(?P<b>.+?)\\\]|\\\((?P<c>[^\n]+?)\\\)|(?<!\\)\$(?P<d>(?:[^$\\\n]|\\.)+?)\$",
@@ -53,7 +57,7 @@ _MATH_SPAN = re.compile(
 _DISPLAY_MATH = re.compile(r"\$\$.+?\$\$|\\\[.+?\\\]", re.DOTALL)
 # What may stand between two values of one final answer: "\boxed{1} \quad\text{and}\quad \boxed{2}".
 _BOXED_JOINER = re.compile(
-    r"(?:\s|[,;&$]|\\[,;:! ]|\\q?quad\b|\\[()\[\]]|\\\\|\\text\s*\{\s*(?:and|or|,)?\s*\}|\b(?:and|or)\b)*"
+    r"(?:\s|[,;&$]|\\[,;:! ]|\\q?quad\b|\\[()\[\]]|\\\\|\\text\s*\{\s*(?:and|,)?\s*\}|\band\b)*"
 )
 _END_OF_RESPONSE = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|end_of_text)\|>")
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
@@ -144,25 +148,47 @@ def _math(match: re.Match[str]) -> str:
     return next(group for group in match.groups() if group is not None)
 
 
-def _closing_answer(phrase: str) -> str | None:
+def _formulas(part: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of the formulas of a phrase that can be an answer: no prose, not a
+    dangling "20/4 =", and not two dollar amounts read as one formula ("$20 so 20/4 = $5")."""
+    found = []
+    for m in _MATH_SPAN.finditer(part):
+        formula = _clean(_math(m))
+        if (
+            formula
+            and not _has_words(formula)
+            and formula[-1] not in "=+-*/<>"
+            and not (m.group("d") is not None and part[m.end() : m.end() + 1].isdigit())
+        ):
+            found.append((m.start(), m.end(), formula))
+    return found
+
+
+def _closing_answer(phrase: str, *, last_equals: bool = False) -> str | None:
     """The answer a closing phrase states: the phrase itself if bare, else whichever comes last of its
     formulas and free-standing numbers (with those listed just before it: "$12$ and $13$"); first
-    after its last "is" ("The volume of $ABCD$ is 120" -> "120")."""
+    after its last "is" ("The volume of $ABCD$ is 120" -> "120"). With `last_equals` (the last-number
+    fallback) first after its last "=" ("so 11 + 9 = 20" -> "20"), and bare text only if a number."""
     cleaned = _clean(phrase)
-    if cleaned and _is_bare(cleaned):
+    if cleaned and _is_bare(cleaned) and not last_equals:
         return cleaned
-    for part in dict.fromkeys((_ANSWER_VERB.split(phrase)[-1], phrase)):
+    tail = _ANSWER_VERB.split(phrase)[-1]
+    plain_equation = last_equals and "=" in tail and not _MATH_SPAN.search(tail)  # not "$x != 5$"
+    parts = (tail.rsplit("=", 1)[-1], tail, phrase) if plain_equation else (tail, phrase)
+    for part in dict.fromkeys(parts):
         cleaned = _clean(part)
-        if cleaned and _is_bare(cleaned):
+        if cleaned and _is_bare(cleaned) and (not last_equals or as_number(cleaned) is not None):
             return cleaned
-        found = [(m.start(), m.end(), _clean(_math(m))) for m in _MATH_SPAN.finditer(part)]
-        found = [(start, end, f) for start, end, f in found if f and not _has_words(f)]
-        prose = _MATH_SPAN.sub(lambda m: " " * len(m.group(0)), part)
+        found = _formulas(part)
+        prose = part
+        for start, end, _ in found:
+            prose = prose[:start] + " " * (end - start) + prose[end:]
         found = sorted(found + [(m.start(), m.end(), m.group(0)) for m in _ANSWER_NUMBER.finditer(prose)])
         if found:
             group = [found[-1]]  # "$12$ and $13$" is one answer of two values
             for item in reversed(found[:-1]):
-                if not _BOXED_JOINER.fullmatch(prose[item[1] : group[-1][0]]):
+                gap = prose[item[1] : group[-1][0]]
+                if not gap.strip() or not _BOXED_JOINER.fullmatch(gap):  # "420 6-packs" is not a list
                     break
                 group.append(item)
             return ", ".join(value for _, _, value in reversed(group))
@@ -207,7 +233,10 @@ def extract_answer(text: str, *, last_number: bool = True) -> str | None:
         if whole or _is_bare(stripped):
             return _clean(_math(whole) if whole else stripped)
     if last_number:
-        return next(filter(None, map(_closing_answer, _closing_sentences(stripped))), None)
+        for sentence in _closing_sentences(_CALCULATOR.sub(" ", stripped)):
+            answer = _closing_answer(sentence, last_equals=True)
+            if answer or not re.search("[A-Za-z]", sentence):  # only a sign-off sends us one sentence back
+                return answer
     return None
 
 
