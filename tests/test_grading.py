@@ -247,8 +247,23 @@ def test_grade_file_reads_csv_and_parquet(tmp_path):
 def test_idle_workers_are_reused_across_batches():
     from stylealign.grading import _IDLE
 
-    grade_batch([r"\boxed{x+1}"], ["1+x"], processes=1)
+    grade_batch([r"\boxed{x+11}"], ["11+x"], processes=1)
     pids = {w.process.pid for w in _IDLE.workers}
     assert pids
-    assert grade_many([r"\boxed{\sqrt{4}}"], ["2"], processes=1) == [True]
+    assert grade_many([r"\boxed{\sqrt{49}}"], ["7"], processes=1) == [True]
     assert {w.process.pid for w in _IDLE.workers} & pids
+
+
+def test_repeated_pairs_are_graded_once_and_remembered():
+    from stylealign.grading import _IDLE, _VERDICTS, close_workers
+
+    close_workers()
+    outputs = [r"so \boxed{\frac{2}{4}}", r"The answer is $\frac{2}{4}$.", r"\boxed{2/4}", r"\boxed{x}"] * 4
+    result = grade_batch(outputs, [r"\tfrac12"] * len(outputs), processes=2)
+    assert result.verdicts == [True, True, True, False] * 4
+    assert _VERDICTS.get((r"\frac{2}{4}", r"\tfrac12")) is True and _VERDICTS.get(("x", r"\tfrac12")) is False
+    hanging = grade_batch([HANGS, HANGS.replace("so the", "hence the"), "the answer is 5"], ["5"] * 3, timeout=2.0)
+    assert hanging.timed_out == [0, 1] and hanging.verdicts == [False, False, True]
+    assert _VERDICTS.get(("9^{9^{9^{9}}}", "5")) is None  # a timeout is not a verdict
+    close_workers()
+    assert _VERDICTS.get(("x", r"\tfrac12")) is None and _IDLE.workers == []

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
@@ -290,14 +291,21 @@ def _as_latex(answer: str) -> str:
     return f"\\text{{{answer}}}" if _TEXT_ANSWER.fullmatch(answer) else answer
 
 
-def _math_verify(answer: str, reference: str) -> bool:
-    """LaTeX extraction only: math-verify's plain-expression path runs sympy's `parse_expr` (an eval)."""
-    from math_verify import LatexExtractionConfig, parse, verify
+@lru_cache(maxsize=8192)
+def _parsed(answer: str) -> tuple[Any, ...]:
+    """math-verify's parse of a bare answer, once per process: a reference is shared by the k samples
+    of its problem, and the same answers recur. LaTeX extraction only: math-verify's plain-expression
+    path runs sympy's `parse_expr` (an eval)."""
+    from math_verify import LatexExtractionConfig, parse
 
     latex = [LatexExtractionConfig()]
-    gold = parse(f"\\boxed{{{_as_latex(reference)}}}", extraction_config=latex, parsing_timeout=None)
-    pred = parse(f"\\boxed{{{_as_latex(answer)}}}", extraction_config=latex, parsing_timeout=None)
-    return bool(verify(gold, pred, timeout_seconds=None))
+    return tuple(parse(f"\\boxed{{{_as_latex(answer)}}}", extraction_config=latex, parsing_timeout=None))
+
+
+def _math_verify(answer: str, reference: str) -> bool:
+    from math_verify import verify
+
+    return bool(verify(list(_parsed(reference)), list(_parsed(answer)), timeout_seconds=None))
 
 
 def _quiet_math_verify() -> None:
@@ -306,16 +314,21 @@ def _quiet_math_verify() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def equivalent(answer: str, reference: str) -> bool:
-    """Whether a bare answer equals a bare reference (numbers, LaTeX, sets, intervals, ...)."""
-    answer, reference = _clean(answer), _clean(reference)
+def _quick_verdict(answer: str, reference: str) -> bool | None:
+    """The verdict on two cleaned answers where no sympy is needed (empty, identical, plain numbers), else None."""
     if not answer or not reference:
         return False
     if answer == reference:
         return True
-    fast = _fast_verdict(answer, reference)
-    if fast is not None:
-        return fast
+    return _fast_verdict(answer, reference)
+
+
+def equivalent(answer: str, reference: str) -> bool:
+    """Whether a bare answer equals a bare reference (numbers, LaTeX, sets, intervals, ...)."""
+    answer, reference = _clean(answer), _clean(reference)
+    quick = _quick_verdict(answer, reference)
+    if quick is not None:
+        return quick
     _quiet_math_verify()
     return _math_verify(answer, reference)
 
@@ -331,10 +344,35 @@ def grade(prediction_text: str, reference: str, *, last_number: bool = True) -> 
 
 def fast_grade(prediction_text: str, reference: str, *, last_number: bool = True) -> bool | None:
     """`grade` where it needs no sympy; None where math-verify has to decide."""
-    answer, reference = extract_answer(prediction_text, last_number=last_number), _clean(reference)
-    if answer is None or not answer.strip() or not reference:
-        return False
-    return _fast_verdict(_clean(answer), reference)
+    return _quick_verdict(*_grading_pair(prediction_text, reference, last_number))
+
+
+def _grading_pair(prediction_text: str, reference: str, last_number: bool) -> tuple[str, str]:
+    """(cleaned extracted answer, cleaned reference): what a verdict depends on; "" for no answer."""
+    answer = extract_answer(prediction_text, last_number=last_number)
+    return (_clean(answer) if answer else ""), _clean(reference)
+
+
+class _Verdicts:
+    """Verdicts of math-verify already paid for, by (answer, reference): the k samples of a problem
+    repeat answers, and a run grades the same pairs stage after stage. Bounded, oldest out first."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.known: dict[tuple[str, str], bool] = {}
+
+    def get(self, pair: tuple[str, str]) -> bool | None:
+        return self.known.get(pair)
+
+    def put(self, pair: tuple[str, str], verdict: bool) -> None:
+        with self.lock:
+            if len(self.known) >= self.limit:
+                del self.known[next(iter(self.known))]
+            self.known[pair] = verdict
+
+
+_VERDICTS = _Verdicts()
 
 
 @dataclass
@@ -360,13 +398,12 @@ def _serve() -> None:
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the reply stream
     _quiet_math_verify()
-    import math_verify  # noqa: F401 - import before saying ready, so item timeouts never pay for it
-
-    print(json.dumps("ready"), file=protocol, flush=True)
+    equivalent("x + 1", "1 + x")  # import sympy and build the LaTeX parser before saying ready,
+    print(json.dumps("ready"), file=protocol, flush=True)  # so item timeouts never pay for it
     for line in sys.stdin:
-        index, prediction, reference, last_number = json.loads(line)
+        index, answer, reference = json.loads(line)
         try:
-            reply = [index, grade(prediction, reference, last_number=last_number), None]
+            reply = [index, equivalent(answer, reference), None]
         except Exception as err:  # a bad item must not take the batch down
             reply = [index, False, f"{type(err).__name__}: {err}"]
         print(json.dumps(reply), file=protocol, flush=True)
@@ -398,9 +435,9 @@ class _Worker:
     def reusable(self) -> bool:
         return self.ready and self.index is None and self.process.poll() is None
 
-    def give(self, index: int, prediction: str, reference: str, last_number: bool, timeout: float) -> None:
+    def give(self, index: int, answer: str, reference: str, timeout: float) -> None:
         self.index, self.deadline = index, time.monotonic() + timeout
-        self.process.stdin.write(json.dumps([index, prediction, reference, last_number]) + "\n")
+        self.process.stdin.write(json.dumps([index, answer, reference]) + "\n")
         self.process.stdin.flush()
 
     def read(self) -> Any:
@@ -459,7 +496,16 @@ class _Idle:
 
 
 _IDLE = _Idle()
-atexit.register(_IDLE.close)
+
+
+def close_workers() -> None:
+    """Stop the idle grading workers and forget memoized verdicts (at exit, or to measure a cold start)."""
+    _IDLE.close()
+    with _VERDICTS.lock:
+        _VERDICTS.known.clear()
+
+
+atexit.register(close_workers)
 
 
 def grade_batch(
@@ -473,27 +519,34 @@ def grade_batch(
     """Grade pairs; items needing sympy run in `processes` worker processes, `timeout` seconds each.
 
     An item over its time has its worker killed and replaced; it counts as wrong and is listed
-    in `timed_out`. Plain-number items never leave this process.
+    in `timed_out`. Plain-number items never leave this process; each distinct (answer, reference)
+    pair goes to a worker once, and pairs graded before (in this process) not again. The workers
+    stay up between calls, so a run starts them once.
     """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     result = BatchResult(verdicts=[False] * len(predictions))
-    pending: deque[int] = deque()
+    items: dict[tuple[str, str], list[int]] = {}  # the pairs math-verify must decide, and who asks
     for i, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
-        verdict = fast_grade(prediction, reference, last_number=last_number)
+        pair = _grading_pair(prediction, reference, last_number)
+        verdict = _quick_verdict(*pair)
         if verdict is None:
-            pending.append(i)
+            verdict = _VERDICTS.get(pair)
+        if verdict is None:
+            items.setdefault(pair, []).append(i)
         else:
             result.verdicts[i] = verdict
-    if not pending:
+    if not items:
         return result
+    pairs = list(items)
+    pending: deque[int] = deque(range(len(pairs)))
     workers = _IDLE.take(max(1, min(processes or os.cpu_count() or 1, len(pending))))
     try:
         while pending or any(w.index is not None for w in workers):
             for w in workers:
                 if w.ready and w.index is None and pending:
-                    i = pending.popleft()
-                    w.give(i, predictions[i], references[i], last_number, timeout)
+                    k = pending.popleft()
+                    w.give(k, *pairs[k], timeout)
             waiting = [w for w in workers if w.waiting]
             wait(
                 [w.process.stdout for w in waiting],
@@ -510,18 +563,22 @@ def grade_batch(
                     w.ready = True
                     continue
                 if reply is not None:
-                    index, verdict, error = reply
-                    result.verdicts[index] = verdict
-                    if error:
-                        result.failed[index] = error
+                    k, verdict, error = reply
+                    for i in items[pairs[k]]:
+                        result.verdicts[i] = verdict
+                        if error:
+                            result.failed[i] = error
+                    if not error:
+                        _VERDICTS.put(pairs[k], verdict)
                     w.index = None
                     continue
                 if not w.ready:
                     raise RuntimeError(f"grading worker failed to start: {' '.join(w.process.args)}")
-                if readable:
-                    result.failed[w.index] = "worker process died"
-                else:
-                    result.timed_out.append(w.index)
+                for i in items[pairs[w.index]]:
+                    if readable:
+                        result.failed[i] = "worker process died"
+                    else:
+                        result.timed_out.append(i)
                 w.stop()
                 workers[slot] = _Worker()
     finally:
