@@ -425,6 +425,7 @@ class _Worker:
         )
         self.ready = False
         self.index: int | None = None
+        self.reference: str | None = None  # the last one it was given: its parse is cached there
         self.deadline = time.monotonic() + _STARTUP_TIMEOUT
 
     @property
@@ -436,7 +437,7 @@ class _Worker:
         return self.ready and self.index is None and self.process.poll() is None
 
     def give(self, index: int, answer: str, reference: str, timeout: float) -> None:
-        self.index, self.deadline = index, time.monotonic() + timeout
+        self.index, self.reference, self.deadline = index, reference, time.monotonic() + timeout
         self.process.stdin.write(json.dumps([index, answer, reference]) + "\n")
         self.process.stdin.flush()
 
@@ -508,6 +509,30 @@ def close_workers() -> None:
 atexit.register(close_workers)
 
 
+class _Pending:
+    """The pairs left to grade, by reference: a worker gets more pairs of the reference it has just
+    parsed, so each reference is parsed about once per batch rather than once per worker."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.by_reference: dict[str, deque[int]] = {}
+        for k, (_, reference) in enumerate(pairs):
+            self.by_reference.setdefault(reference, deque()).append(k)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_reference)
+
+    def next_for(self, worker: _Worker, workers: list[_Worker]) -> int:
+        reference = worker.reference
+        if reference not in self.by_reference:
+            busy = {w.reference for w in workers if w is not worker}
+            reference = next((r for r in self.by_reference if r not in busy), next(iter(self.by_reference)))
+        queue = self.by_reference[reference]
+        k = queue.popleft()
+        if not queue:
+            del self.by_reference[reference]
+        return k
+
+
 def grade_batch(
     predictions: Sequence[str],
     references: Sequence[str],
@@ -539,13 +564,13 @@ def grade_batch(
     if not items:
         return result
     pairs = list(items)
-    pending: deque[int] = deque(range(len(pairs)))
-    workers = _IDLE.take(max(1, min(processes or os.cpu_count() or 1, len(pending))))
+    pending = _Pending(pairs)
+    workers = _IDLE.take(max(1, min(processes or os.cpu_count() or 1, len(pairs))))
     try:
         while pending or any(w.index is not None for w in workers):
             for w in workers:
                 if w.ready and w.index is None and pending:
-                    k = pending.popleft()
+                    k = pending.next_for(w, workers)
                     w.give(k, *pairs[k], timeout)
             waiting = [w for w in workers if w.waiting]
             wait(
