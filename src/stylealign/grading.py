@@ -434,7 +434,8 @@ class _Worker:
 
     @property
     def reusable(self) -> bool:
-        return self.ready and self.index is None and self.process.poll() is None
+        """Alive and not holding an item; one still starting is kept too, so no start-up is wasted."""
+        return self.index is None and self.process.poll() is None
 
     def give(self, index: int, answer: str, reference: str, timeout: float) -> None:
         self.index, self.reference, self.deadline = index, reference, time.monotonic() + timeout
