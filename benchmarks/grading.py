@@ -23,7 +23,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from stylealign.datasets import DATA_DIR, clean_gsm8k_solution
-from stylealign.grading import close_workers, grade_batch, reference_answer
+from stylealign.grading import close_workers, grade_batch, reference_answer, start_workers
 
 MATHVERIFY_CASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "mathverify_cases.jsonl"
 
@@ -81,7 +81,7 @@ def _math_ratio(name: str, predictions: list[str], references: list[str]) -> tup
     workers are started once per run, so each set starts with workers up and nothing memoized."""
     close_workers()
     start = time.perf_counter()
-    grade_batch([f"\\boxed{{x+{i}}}" for i in range(PROCESSES)], [f"{i}+x" for i in range(PROCESSES)])
+    start_workers(PROCESSES)
     print(f"{name}: {PROCESSES} grading workers started in {time.perf_counter() - start:.2f}s (once per run)")
     ours = _throughput(name, predictions, references)
     close_workers()

@@ -245,11 +245,13 @@ def test_grade_file_reads_csv_and_parquet(tmp_path):
 
 
 def test_idle_workers_are_reused_across_batches():
-    from stylealign.grading import _IDLE
+    from stylealign.grading import _IDLE, start_workers
 
-    grade_batch([r"\boxed{x+11}"], ["11+x"], processes=1)
+    start_workers(2)
     pids = {w.process.pid for w in _IDLE.workers}
-    assert pids
+    assert len(pids) == 2 and all(w.ready for w in _IDLE.workers)
+    grade_batch([r"\boxed{x+11}", r"\boxed{x+12}"], ["11+x", "x+13"], processes=2)
+    assert {w.process.pid for w in _IDLE.workers} == pids
     assert grade_many([r"\boxed{\sqrt{49}}"], ["7"], processes=1) == [True]
     assert {w.process.pid for w in _IDLE.workers} & pids
 

@@ -500,6 +500,21 @@ class _Idle:
 _IDLE = _Idle()
 
 
+def start_workers(processes: int | None = None) -> None:
+    """Start the grading workers now and return once they are ready: a run pays their start-up
+    (sympy, the LaTeX parser) once, before its first batch, not inside a batch's timing."""
+    workers = _IDLE.take(processes or os.cpu_count() or 1)
+    try:
+        for w in workers:
+            if not w.ready:
+                ready = wait([w.process.stdout], max(0.0, w.deadline - time.monotonic()))
+                if not ready or w.read() != "ready":
+                    raise RuntimeError(f"grading worker failed to start: {' '.join(w.process.args)}")
+                w.ready = True
+    finally:
+        _IDLE.give_back(workers)
+
+
 def close_workers() -> None:
     """Stop the idle grading workers and forget memoized verdicts (at exit, or to measure a cold start)."""
     _IDLE.close()
