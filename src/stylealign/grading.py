@@ -6,8 +6,10 @@ more, and it is thousands of times faster than sympy); everything else goes
 to math-verify with its SIGALRM timeouts disabled, because those break in
 threads and Ray workers. `grade_batch` runs the slow items in worker
 processes and enforces the timeout itself: a worker stuck in sympy is killed
-and replaced, and its item counts as wrong and is reported. Model output is
-only ever parsed, never evaluated.
+and replaced, and its item counts as wrong and is reported. Each distinct
+(answer, reference) pair is sent once and its verdict remembered, and the
+workers stay up between batches. Model output is only ever parsed (by
+math-verify's LaTeX parser), never evaluated.
 """
 
 from __future__ import annotations
