@@ -1,21 +1,41 @@
-"""Grading throughput on 2 worker processes: GSM8K-style numbers and MATH-500-style LaTeX answers.
+"""Grading throughput on 2 worker processes against raw math-verify, and agreement with math-verify's
+own regression suite (tests/data/mathverify_cases.jsonl).
 
     .venv/bin/python benchmarks/grading.py
 
-Half of the predictions are right, half wrong, in the answer formats models use.
-Wall time includes starting the worker processes. Target: >= 500 items/s for GSM8K.
+Sets: GSM8K-style numbers; MATH-500-style LaTeX answers (1,000 items, no repetition); and a MATH-style
+set of k=8 samples for each of 100 MATH-500 problems, where (as with real samples) the same answers
+recur: five right answers in three wordings and three wrong ones from two other problems. Half or more
+of the predictions are wrong, in the answer formats models use. Each MATH set starts with nothing
+memoized and the workers up (a run starts them once; the start-up is printed apart).
+
+"Raw" is math-verify's `verify(parse(gold), parse(prediction))` called directly, warmed up, the best of
+one process or two processes splitting the list (pool start-up included). Targets: >= 500 items/s for
+GSM8K; math_ratio_vs_raw >= 0.9; math_ratio_vs_raw_repeated >= 1.5; mathverify_suite_agreement
+>= 0.97 (math-verify's own default reaches 0.98 on those cases).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from multiprocessing import Pool
+from pathlib import Path
 
 from stylealign.datasets import DATA_DIR, clean_gsm8k_solution
-from stylealign.grading import grade_batch
+from stylealign.grading import close_workers, grade_batch, reference_answer, start_workers
+
+MATHVERIFY_CASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "mathverify_cases.jsonl"
 
 PROCESSES = 2
+K = 8
+REPEATED_PROBLEMS = 100
 FORMS = ("So the answer is {}.", "Therefore the total is $\\boxed{{{}}}$.", "Work...\n#### {}", "Answer: {}")
+MATH_FORMS = (
+    "Hence the answer is $\\boxed{{{}}}$.",
+    "Final Answer: The final answer is $\\boxed{{{}}}$. I hope it is correct.",
+    "Putting it together we get \\boxed{{{}}}.",
+)
 
 
 def _rows(path):
@@ -32,6 +52,64 @@ def _throughput(name: str, predictions: list[str], references: list[str]) -> flo
         f"(accuracy {sum(result.verdicts) / len(predictions):.3f}, timeouts {len(result.timed_out)})"
     )
     return rate
+
+
+def _raw_verdicts(pairs: list[tuple[str, str]]) -> list[bool]:
+    from math_verify import parse, verify
+
+    return [bool(verify(parse(f"\\boxed{{{reference}}}"), parse(prediction))) for prediction, reference in pairs]
+
+
+def _raw_throughput(name: str, predictions: list[str], references: list[str]) -> float:
+    """Items/s of raw math-verify, warmed up: the best of one process and two processes splitting the
+    list (forked from the warm process; pool start-up included)."""
+    pairs = list(zip(predictions, references, strict=True))
+    _raw_verdicts(pairs[:1])
+    start = time.perf_counter()
+    _raw_verdicts(pairs)
+    one = len(pairs) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    with Pool(PROCESSES) as pool:
+        pool.map(_raw_verdicts, [pairs[i::PROCESSES] for i in range(PROCESSES)])
+    two = len(pairs) / (time.perf_counter() - start)
+    print(f"{name} raw math-verify: {one:.0f} items/s in one process, {two:.0f} in {PROCESSES}")
+    return max(one, two)
+
+
+def _math_ratio(name: str, predictions: list[str], references: list[str]) -> tuple[float, float]:
+    """(stylealign items/s, that over raw math-verify's best items/s), both warmed up: stylealign's
+    workers are started once per run, so each set starts with workers up and nothing memoized."""
+    close_workers()
+    start = time.perf_counter()
+    start_workers(PROCESSES)
+    print(f"{name}: {PROCESSES} grading workers started in {time.perf_counter() - start:.2f}s (once per run)")
+    ours = _throughput(name, predictions, references)
+    close_workers()
+    return ours, ours / _raw_throughput(name, predictions, references)
+
+
+def _repeated_set(answers: list[str]) -> tuple[list[str], list[str]]:
+    """K samples for each of the first REPEATED_PROBLEMS problems: 5 right (3 wordings), 3 wrong (2 answers)."""
+    predictions, references = [], []
+    for p, answer in enumerate(answers[:REPEATED_PROBLEMS]):
+        wrong = (answers[(p + 1) % len(answers)], answers[(p + 2) % len(answers)])
+        sampled = (answer, answer, answer, wrong[0], answer, wrong[0], answer, wrong[1])
+        predictions += [MATH_FORMS[j % len(MATH_FORMS)].format(a) for j, a in enumerate(sampled[:K])]
+        references += [answer] * K
+    return predictions, references
+
+
+def _mathverify_agreement() -> float:
+    """Share of math-verify's regression cases where stylealign's verdict is the expected one."""
+    cases = _rows(MATHVERIFY_CASES)
+    result = grade_batch(
+        [c["pred"] for c in cases], [reference_answer(c["gold"]) for c in cases], processes=PROCESSES, timeout=10.0
+    )
+    agree = [verdict == c["expected"] for verdict, c in zip(result.verdicts, cases, strict=True)]
+    for case, ok in zip(cases, agree, strict=True):
+        if not ok:
+            print(f"differs ({case['group']}): gold {case['gold'][:60]!r} expected {case['expected']}")
+    return sum(agree) / len(cases)
 
 
 def main() -> None:
@@ -51,9 +129,14 @@ def main() -> None:
     predictions = [f"Hence the answer is $\\boxed{{{a}}}$." for a in math_answers] + [
         f"Hence the answer is $\\boxed{{{a}}}$." for a in math_answers[1:] + math_answers[:1]
     ]
-    math500 = _throughput("math500-style", predictions, references)
+    math500, ratio = _math_ratio("math500-style", predictions, references)
+    _, ratio_repeated = _math_ratio(f"math-style k={K}", *_repeated_set(math_answers))
+    agreement = _mathverify_agreement()
+    print(f"mathverify_suite_agreement={agreement:.3f}")
     print(f"gsm8k_items_per_s={gsm8k:.1f}")
     print(f"math500_items_per_s={math500:.1f}")
+    print(f"math_ratio_vs_raw={ratio:.2f}")
+    print(f"math_ratio_vs_raw_repeated={ratio_repeated:.2f}")
 
 
 if __name__ == "__main__":

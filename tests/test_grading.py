@@ -23,6 +23,7 @@ from stylealign.grading import (
     reference_answer,
 )
 
+MATHVERIFY_CASES = Path(__file__).parent / "data" / "mathverify_cases.jsonl"
 HANGS = r"so the answer is \boxed{9^{9^{9^{9}}}}"  # sympy tries to evaluate the power tower forever
 
 
@@ -50,6 +51,23 @@ def test_every_math500_answer_grades_equal_to_itself():
     assert [answers[i] for i, ok in enumerate(result.verdicts) if not ok] == []
 
 
+def test_math_verify_regression_suite():
+    """math-verify's own cases (MIT, see tests/data/README.md): the expected verdict everywhere but the
+    disagreements kept on purpose, which must stay the opposite one."""
+    cases = _lines(MATHVERIFY_CASES)
+    assert len(cases) == 190
+    result = grade_batch([c["pred"] for c in cases], [reference_answer(c["gold"]) for c in cases], timeout=60)
+    assert result.timed_out == [] and result.failed == {}
+    wrong = [
+        (c["group"], c["gold"], c["pred"][-80:])
+        for c, verdict in zip(cases, result.verdicts, strict=True)
+        if verdict != (c["expected"] != ("stylealign_differs" in c))
+    ]
+    assert wrong == []
+    agreement = sum(v == c["expected"] for v, c in zip(result.verdicts, cases, strict=True)) / len(cases)
+    assert agreement >= 0.97
+
+
 NOT_EQUIVALENT = [
     ("17", "18"),
     ("-5", "5"),
@@ -59,6 +77,8 @@ NOT_EQUIVALENT = [
     (r"\sqrt{2}", "2"),
     (r"3\pi", "3"),
     ("x^2", "x^3"),
+    ("32, 349", "32349"),
+    (r"\text{even}", r"\text{odd}"),
     ("2x", "2"),
     ("(1,2)", "(2,1)"),
     ("[1,2)", "[1,2]"),
@@ -84,6 +104,15 @@ EQUIVALENT = [
     (r"(3,\pi/2)", r"\left( 3, \frac{\pi}{2} \right)"),
     ("x=2", "2"),
     (r"\frac{\sqrt{8}}{2}", r"\sqrt{2}"),
+    ("1000,99", "1000.99"),
+    ("0,111", "0.111"),
+    (r"14{, }916", "14916"),
+    (r"12,\!000,\!023", "12000023"),
+    (r"\text{odd}", "odd"),
+    ("-2, 1", "1,-2"),
+    (r"(6, 2), (2, 2)", r"(2, 2), (6, 2)"),
+    ("k = 45, n = 2", "n = 2, k = 45"),
+    (r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}", r"\begin{bmatrix}1 & 0 \\ 0 & 1\end{bmatrix}"),
 ]
 
 
@@ -125,6 +154,18 @@ def test_batch_agrees_with_single_grading():
         ("There were 5 then 7 and finally 12 birds", "12"),
         ("He paid $1,250.50 in total", "1,250.50"),
         ("no numbers at all", None),
+        (r"so \boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}.", "(2, 2), (6, 2)"),
+        (r"$\boxed{1},\boxed{2},\boxed{3}$", "1, 2, 3"),
+        (r"\boxed{k = 45} and \boxed{n = 2}", "k = 45, n = 2"),
+        (r"We try \boxed{3}. Final Answer: The final answer is $5$. I hope it is correct.", "5"),
+        ("Final Answer: The volume of $ABCD$ is 120. I hope it is correct.", "120"),
+        ("The sum is between $12$ and $13$.", "12, 13"),
+        ("Therefore $x \\geq 5$ is the solution.", r"x \geq 5"),
+        ("the answer is 7.<|im_start|>user\nthe answer is 8.", "7"),
+        ("AZYUK2A", None),
+        ("the code x2 works", None),
+        ("Soucis : 2,74 $ a..", "2,74"),
+        ("We found 12 apples. Then we ate some.\nLet me double check that", None),
         ("", None),
     ],
 )
@@ -204,10 +245,27 @@ def test_grade_file_reads_csv_and_parquet(tmp_path):
 
 
 def test_idle_workers_are_reused_across_batches():
-    from stylealign.grading import _IDLE
+    from stylealign.grading import _IDLE, start_workers
 
-    grade_batch([r"\boxed{x+1}"], ["1+x"], processes=1)
+    start_workers(2)
     pids = {w.process.pid for w in _IDLE.workers}
-    assert pids
-    assert grade_many([r"\boxed{\sqrt{4}}"], ["2"], processes=1) == [True]
+    assert len(pids) == 2 and all(w.ready for w in _IDLE.workers)
+    grade_batch([r"\boxed{x+11}", r"\boxed{x+12}"], ["11+x", "x+13"], processes=2)
+    assert {w.process.pid for w in _IDLE.workers} == pids
+    assert grade_many([r"\boxed{\sqrt{49}}"], ["7"], processes=1) == [True]
     assert {w.process.pid for w in _IDLE.workers} & pids
+
+
+def test_repeated_pairs_are_graded_once_and_remembered():
+    from stylealign.grading import _IDLE, _VERDICTS, close_workers
+
+    close_workers()
+    outputs = [r"so \boxed{\frac{2}{4}}", r"The answer is $\frac{2}{4}$.", r"\boxed{2/4}", r"\boxed{x}"] * 4
+    result = grade_batch(outputs, [r"\tfrac12"] * len(outputs), processes=2)
+    assert result.verdicts == [True, True, True, False] * 4
+    assert _VERDICTS.get((r"\frac{2}{4}", r"\tfrac12")) is True and _VERDICTS.get(("x", r"\tfrac12")) is False
+    hanging = grade_batch([HANGS, HANGS.replace("so the", "hence the"), "the answer is 5"], ["5"] * 3, timeout=2.0)
+    assert hanging.timed_out == [0, 1] and hanging.verdicts == [False, False, True]
+    assert _VERDICTS.get(("9^{9^{9^{9}}}", "5")) is None  # a timeout is not a verdict
+    close_workers()
+    assert _VERDICTS.get(("x", r"\tfrac12")) is None and _IDLE.workers == []

@@ -6,8 +6,10 @@ more, and it is thousands of times faster than sympy); everything else goes
 to math-verify with its SIGALRM timeouts disabled, because those break in
 threads and Ray workers. `grade_batch` runs the slow items in worker
 processes and enforces the timeout itself: a worker stuck in sympy is killed
-and replaced, and its item counts as wrong and is reported. Model output is
-only ever parsed, never evaluated.
+and replaced, and its item counts as wrong and is reported. Each distinct
+(answer, reference) pair is sent once and its verdict remembered, and the
+workers stay up between batches. Model output is only ever parsed (by
+math-verify's LaTeX parser), never evaluated.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
@@ -33,24 +36,51 @@ log = logging.getLogger(__name__)
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _HASHES = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*", re.IGNORECASE)
 _A_COLON = re.compile(r"^[ \t]*A:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+# A number standing on its own: not the tail of an identifier ("AZYUK2A", "x_2"); "2,74" is a decimal comma.
+_ANSWER_NUMBER = re.compile(
+    r"(?<![A-Za-z_\d.,])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d+,\d{2}(?![\d,])|\d+(?:\.\d+)?(?:/\d+)?|\.\d+)"
+)
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|,\s+(?:and|so|which|because|since|as|but)\b")
+_CLOSING_BREAK = re.compile(r"\n|(?<=[.!?])\s+")
+_CALCULATOR = re.compile(r"<<[^<>\n]*>>")  # GSM8K's "<<15*8=120>>" annotations
+_ANSWER_VERB = re.compile(r"\s(?:is|are|was|equals)\s+", re.IGNORECASE)
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
-_TEXT_GROUP = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}")
+_TEXT_GROUP = re.compile(
+    r"\\(?:text|textbf|mathrm|mbox)\s*\{[^{}]*\}"
+    r"|\\(?:begin|end)\s*\{(?:[pbvBV]?matrix|smallmatrix|array)\}(?:\{[lcr| ]*\})?"
+)
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_MATH_SPAN = re.compile(
+    r"\$\$(?P<a>.+?)\$\$|\\\[(?P<b>.+?)\\\]|\\\((?P<c>[^\n]+?)\\\)|(?<!\\)\$(?P<d>(?:[^$\\\n]|\\.)+?)\$",
+    re.DOTALL,
+)
+_DISPLAY_MATH = re.compile(r"\$\$.+?\$\$|\\\[.+?\\\]", re.DOTALL)
+# What may stand between two values of one final answer: "\boxed{1} \quad\text{and}\quad \boxed{2}".
+_BOXED_JOINER = re.compile(
+    r"(?:\s|[,;&$]|\\[,;:! ]|\\q?quad\b|\\[()\[\]]|\\\\|\\text\s*\{\s*(?:and|,)?\s*\}|\band\b)*"
+)
+_END_OF_RESPONSE = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|end_of_text)\|>")
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
-_THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d,])")
+_THOUSANDS = re.compile(r"(?<![\d.])([1-9]\d{0,2}(?:,\d{3})+)(?![\d,])")
+_LATEX_COMMA = re.compile(r"\{\s*,\s*\}|,\s*\\!\s*")  # "14{,}916", "12,\\!000"
+# Unambiguous decimal commas: "1000,99", "0,111" (never "1,000": that is a thousands separator).
+_DECIMAL_COMMA = re.compile(r"^(-?\d+),(\d{2}|\d{4,})$|^(-?0),(\d+)$")
 _LATEX_FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(\d+)\}$")
-_UNIT_TAIL = re.compile(r"^(.*?\d)(?:\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}|\s+[A-Za-z][A-Za-z .]*)$")
+_UNIT_TAIL = re.compile(
+    r"^(.*?\d)(?:\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}|\s+[A-Za-z][A-Za-z .]*|\s*[€£¥]|\s*[A-Za-z]{1,3}[²³])$"
+)
+_TEXT_ANSWER = re.compile(r"[A-Za-z]{3,}(?: [A-Za-z]+)*")
 _SIX_DECIMALS = 10**6
 _BARE_MAX_CHARS = 80
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` or `\\fbox{...}` (balanced braces), or None."""
-    for match in reversed(list(_BOXED.finditer(text))):
+def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every `\\boxed{...}` / `\\fbox{...}` with balanced braces."""
+    spans = []
+    for match in _BOXED.finditer(text):
         depth, start = 1, match.end()
         for i in range(start, len(text)):
             if text[i] == "{":
@@ -58,12 +88,33 @@ def last_boxed(text: str) -> str | None:
             elif text[i] == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[start:i]
-    return None
+                    spans.append((match.start(), i + 1, text[start:i]))
+                    break
+    return spans
 
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` or `\\fbox{...}` (balanced braces), or None."""
+    spans = _boxed_spans(text)
+    return spans[-1][2] if spans else None
+
+
+def final_boxed(text: str, spans: list[tuple[int, int, str]] | None = None) -> list[str]:
+    """The boxed answers that end a response together: `\\boxed{-2} and \\boxed{1}` gives both."""
+    spans = _boxed_spans(text) if spans is None else spans
+    if not spans:
+        return []
+    group = [spans[-1]]
+    for span in reversed(spans[:-1]):
+        if span[1] > group[-1][0] or not _BOXED_JOINER.fullmatch(text[span[1] : group[-1][0]]):
+            break
+        group.append(span)
+    return [content for _, _, content in reversed(group)]
 
 def _strip_delimiters(answer: str) -> str:
     answer = answer.strip()
+    if answer[:1] not in ("$", "\\"):
+        return answer
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if len(answer) > len(left) + len(right) and answer.startswith(left) and answer.endswith(right):
             return answer[len(left) : -len(right)].strip()
@@ -86,33 +137,109 @@ def _sentence(text: str) -> str:
     return line[: end.start()] if end else line
 
 
+def _has_words(text: str) -> bool:
+    """Words outside LaTeX commands and text groups; checked cheaply first, as most answers have no letters."""
+    return _WORD.search(text) is not None and _WORD.search(_LATEX_COMMAND.sub(" ", _TEXT_GROUP.sub(" ", text))) is not None
+
+
 def _is_bare(text: str) -> bool:
     """A short one-line text with no words is itself an answer (e.g. a predictions column of answers)."""
-    if "\n" in text or len(text) > _BARE_MAX_CHARS:
-        return False
-    return not _WORD.search(_LATEX_COMMAND.sub(" ", _TEXT_GROUP.sub(" ", text)))
+    return "\n" not in text and len(text) <= _BARE_MAX_CHARS and not _has_words(text)
+
+
+def _math(match: re.Match[str]) -> str:
+    return next(group for group in match.groups() if group is not None)
+
+
+def _formulas(part: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of the formulas of a phrase that can be an answer: no prose, not a
+    dangling "20/4 =", and not two dollar amounts read as one formula ("$20 so 20/4 = $5")."""
+    found = []
+    for m in _MATH_SPAN.finditer(part):
+        formula = _clean(_math(m))
+        if (
+            formula
+            and not _has_words(formula)
+            and formula[-1] not in "=+-*/<>"
+            and not (m.group("d") is not None and part[m.end() : m.end() + 1].isdigit())
+        ):
+            found.append((m.start(), m.end(), formula))
+    return found
+
+
+def _closing_answer(phrase: str, *, last_equals: bool = False) -> str | None:
+    """The answer a closing phrase states: the phrase itself if bare, else whichever comes last of its
+    formulas and free-standing numbers (with those listed just before it: "$12$ and $13$"); first
+    after its last "is" ("The volume of $ABCD$ is 120" -> "120"). With `last_equals` (the last-number
+    fallback) first after its last "=" ("so 11 + 9 = 20" -> "20"), and bare text only if a number."""
+    cleaned = _clean(phrase)
+    if cleaned and _is_bare(cleaned) and not last_equals:
+        return cleaned
+    tail = _ANSWER_VERB.split(phrase)[-1]
+    plain_equation = last_equals and "=" in tail and not _MATH_SPAN.search(tail)  # not "$x != 5$"
+    parts = (tail.rsplit("=", 1)[-1], tail, phrase) if plain_equation else (tail, phrase)
+    for part in dict.fromkeys(parts):
+        cleaned = _clean(part)
+        if cleaned and _is_bare(cleaned) and (not last_equals or as_number(cleaned) is not None):
+            return cleaned
+        found = _formulas(part)
+        prose = part
+        for start, end, _ in found:
+            prose = prose[:start] + " " * (end - start) + prose[end:]
+        found = sorted(found + [(m.start(), m.end(), m.group(0)) for m in _ANSWER_NUMBER.finditer(prose)])
+        if found:
+            group = [found[-1]]  # "$12$ and $13$" is one answer of two values
+            for item in reversed(found[:-1]):
+                gap = prose[item[1] : group[-1][0]]
+                if not gap.strip() or not _BOXED_JOINER.fullmatch(gap):  # "420 6-packs" is not a list
+                    break
+                group.append(item)
+            return ", ".join(value for _, _, value in reversed(group))
+    return None
+
+
+def _closing_sentences(text: str) -> list[str]:
+    """The last two sentences of a response, last first (a display formula counts as one line): the
+    last may be a sign-off ("I hope it is correct.")."""
+    flat = _DISPLAY_MATH.sub(lambda m: m.group(0).replace("\n", " "), text)
+    return [p for p in _CLOSING_BREAK.split(flat) if p.strip()][-2:][::-1]
 
 
 def extract_answer(text: str, *, last_number: bool = True) -> str | None:
-    """The final answer of a model output, in order: last \\boxed{}/\\fbox{}, `#### x`,
-    "the answer is x", "A: x", the whole text if it is a bare answer, then (if `last_number`)
-    the last number in the text."""
-    boxed = last_boxed(text)
-    if boxed is not None and boxed.strip():
-        return _clean(boxed)
-    for pattern, phrase in ((_HASHES, False), (_ANSWER_IS, True), (_A_COLON, False)):
-        matches = pattern.findall(text)
-        if matches:
-            candidate = _clean(_sentence(matches[-1]) if phrase else matches[-1])
-            if candidate:
-                return candidate
+    """The final answer of a model output, in order: the boxed answers that end it (several are
+    joined with ", ", as a set) unless an "the answer is" phrase follows them, `#### x`, the phrase
+    after the last "the answer is" / "Answer:", "A: x", the whole text if it is a bare answer or one
+    formula, then (if `last_number`) the last formula or free-standing number of the closing
+    sentence (or the one before a sign-off). The response ends at a chat-template end token, so a
+    hallucinated next turn is never read."""
+    end = _END_OF_RESPONSE.search(text)
+    text = text[: end.start()] if end else text
+    spans = _boxed_spans(text)
+    phrases = list(_ANSWER_IS.finditer(text))
+    stated = None
+    if phrases and (not spans or phrases[-1].start() > spans[-1][1] or not spans[-1][2].strip()):
+        stated = _closing_answer(_sentence(text[phrases[-1].end() :]))
+    boxed = [_clean(b) for b in final_boxed(text, spans)]
+    if any(boxed) and stated is None:
+        return ", ".join(b for b in boxed if b)
+    hashes = _HASHES.findall(text)
+    if hashes and (answer := _clean(hashes[-1])):
+        return answer
+    if stated is not None:
+        return stated
+    colon = _A_COLON.findall(text)
+    if colon and (answer := _clean(colon[-1])):
+        return answer
     stripped = text.strip()
-    if stripped and boxed is None and _is_bare(stripped):
-        return _clean(stripped)
+    if stripped and not spans:
+        whole = _MATH_SPAN.fullmatch(stripped)
+        if whole or _is_bare(stripped):
+            return _clean(_math(whole) if whole else stripped)
     if last_number:
-        numbers = _NUMBER.findall(text)
-        if numbers:
-            return numbers[-1]
+        for sentence in _closing_sentences(_CALCULATOR.sub(" ", stripped)):
+            answer = _closing_answer(sentence, last_equals=True)
+            if answer or not re.search("[A-Za-z]", sentence):  # only a sign-off sends us one sentence back
+                return answer
     return None
 
 
@@ -124,9 +251,16 @@ def reference_answer(text: str) -> str:
 
 
 def as_number(answer: str) -> Fraction | None:
-    """The exact value of a plain number ("1,000", "$18.50", "-3/4", "\\frac{3}{4}"), or None."""
-    s = answer.strip().replace("\\$", "").replace("$", "").replace("{,}", "").replace("\\!", "")
-    s = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), s.replace(" ", ""))
+    """The exact value of a plain number ("1,000", "$18.50", "-3/4", "\\frac{3}{4}", "1000,99"), or None."""
+    s = answer.strip().replace("\\$", "").replace("$", "")
+    if "," in s:
+        s = _LATEX_COMMA.sub(",", s)
+        if ", " in s:  # "32, 349" is a list of two numbers
+            return None
+    s = s.replace("\\!", "").replace(" ", "")
+    if "," in s:
+        s = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), s)
+        s = _DECIMAL_COMMA.sub(lambda m: ".".join(g for g in m.groups() if g is not None), s)
     frac = _LATEX_FRAC.match(s)
     if frac:
         sign, num, den = frac.groups()
@@ -154,14 +288,26 @@ def _fast_verdict(answer: str, reference: str) -> bool | None:
     return None
 
 
-def _math_verify(answer: str, reference: str) -> bool:
-    """LaTeX extraction only: math-verify's plain-expression path runs sympy's `parse_expr` (an eval)."""
-    from math_verify import LatexExtractionConfig, parse, verify
+def _as_latex(answer: str) -> str:
+    """A word answer as LaTeX text ("odd" -> "\\text{odd}"), which the parser would read as a product o*d*d."""
+    return f"\\text{{{answer}}}" if _TEXT_ANSWER.fullmatch(answer) else answer
+
+
+@lru_cache(maxsize=8192)
+def _parsed(answer: str) -> tuple[Any, ...]:
+    """math-verify's parse of a bare answer, once per process: a reference is shared by the k samples
+    of its problem, and the same answers recur. LaTeX extraction only: math-verify's plain-expression
+    path runs sympy's `parse_expr` (an eval)."""
+    from math_verify import LatexExtractionConfig, parse
 
     latex = [LatexExtractionConfig()]
-    gold = parse(f"\\boxed{{{reference}}}", extraction_config=latex, parsing_timeout=None)
-    pred = parse(f"\\boxed{{{answer}}}", extraction_config=latex, parsing_timeout=None)
-    return bool(verify(gold, pred, timeout_seconds=None))
+    return tuple(parse(f"\\boxed{{{_as_latex(answer)}}}", extraction_config=latex, parsing_timeout=None))
+
+
+def _math_verify(answer: str, reference: str) -> bool:
+    from math_verify import verify
+
+    return bool(verify(list(_parsed(reference)), list(_parsed(answer)), timeout_seconds=None))
 
 
 def _quiet_math_verify() -> None:
@@ -170,14 +316,21 @@ def _quiet_math_verify() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _quick_verdict(answer: str, reference: str) -> bool | None:
+    """The verdict on two cleaned answers where no sympy is needed (empty, identical, plain numbers), else None."""
+    if not answer or not reference:
+        return False
+    if answer == reference:
+        return True
+    return _fast_verdict(answer, reference)
+
+
 def equivalent(answer: str, reference: str) -> bool:
     """Whether a bare answer equals a bare reference (numbers, LaTeX, sets, intervals, ...)."""
     answer, reference = _clean(answer), _clean(reference)
-    if not answer or not reference:
-        return False
-    fast = _fast_verdict(answer, reference)
-    if fast is not None:
-        return fast
+    quick = _quick_verdict(answer, reference)
+    if quick is not None:
+        return quick
     _quiet_math_verify()
     return _math_verify(answer, reference)
 
@@ -193,10 +346,35 @@ def grade(prediction_text: str, reference: str, *, last_number: bool = True) -> 
 
 def fast_grade(prediction_text: str, reference: str, *, last_number: bool = True) -> bool | None:
     """`grade` where it needs no sympy; None where math-verify has to decide."""
+    return _quick_verdict(*_grading_pair(prediction_text, reference, last_number))
+
+
+def _grading_pair(prediction_text: str, reference: str, last_number: bool) -> tuple[str, str]:
+    """(cleaned extracted answer, cleaned reference): what a verdict depends on; "" for no answer."""
     answer = extract_answer(prediction_text, last_number=last_number)
-    if answer is None or not answer.strip() or not _clean(reference):
-        return False
-    return _fast_verdict(_clean(answer), _clean(reference))
+    return (_clean(answer) if answer else ""), _clean(reference)
+
+
+class _Verdicts:
+    """Verdicts of math-verify already paid for, by (answer, reference): the k samples of a problem
+    repeat answers, and a run grades the same pairs stage after stage. Bounded, oldest out first."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.known: dict[tuple[str, str], bool] = {}
+
+    def get(self, pair: tuple[str, str]) -> bool | None:
+        return self.known.get(pair)
+
+    def put(self, pair: tuple[str, str], verdict: bool) -> None:
+        with self.lock:
+            if len(self.known) >= self.limit:
+                del self.known[next(iter(self.known))]
+            self.known[pair] = verdict
+
+
+_VERDICTS = _Verdicts()
 
 
 @dataclass
@@ -222,13 +400,12 @@ def _serve() -> None:
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the reply stream
     _quiet_math_verify()
-    import math_verify  # noqa: F401 - import before saying ready, so item timeouts never pay for it
-
-    print(json.dumps("ready"), file=protocol, flush=True)
+    equivalent("x + 1", "1 + x")  # import sympy and build the LaTeX parser before saying ready,
+    print(json.dumps("ready"), file=protocol, flush=True)  # so item timeouts never pay for it
     for line in sys.stdin:
-        index, prediction, reference, last_number = json.loads(line)
+        index, answer, reference = json.loads(line)
         try:
-            reply = [index, grade(prediction, reference, last_number=last_number), None]
+            reply = [index, equivalent(answer, reference), None]
         except Exception as err:  # a bad item must not take the batch down
             reply = [index, False, f"{type(err).__name__}: {err}"]
         print(json.dumps(reply), file=protocol, flush=True)
@@ -250,6 +427,7 @@ class _Worker:
         )
         self.ready = False
         self.index: int | None = None
+        self.reference: str | None = None  # the last one it was given: its parse is cached there
         self.deadline = time.monotonic() + _STARTUP_TIMEOUT
 
     @property
@@ -258,11 +436,12 @@ class _Worker:
 
     @property
     def reusable(self) -> bool:
-        return self.ready and self.index is None and self.process.poll() is None
+        """Alive and not holding an item; one still starting is kept too, so no start-up is wasted."""
+        return self.index is None and self.process.poll() is None
 
-    def give(self, index: int, prediction: str, reference: str, last_number: bool, timeout: float) -> None:
-        self.index, self.deadline = index, time.monotonic() + timeout
-        self.process.stdin.write(json.dumps([index, prediction, reference, last_number]) + "\n")
+    def give(self, index: int, answer: str, reference: str, timeout: float) -> None:
+        self.index, self.reference, self.deadline = index, reference, time.monotonic() + timeout
+        self.process.stdin.write(json.dumps([index, answer, reference]) + "\n")
         self.process.stdin.flush()
 
     def read(self) -> Any:
@@ -321,7 +500,55 @@ class _Idle:
 
 
 _IDLE = _Idle()
-atexit.register(_IDLE.close)
+
+
+def start_workers(processes: int | None = None) -> None:
+    """Start the grading workers now and return once they are ready: a run pays their start-up
+    (sympy, the LaTeX parser) once, before its first batch, not inside a batch's timing."""
+    workers = _IDLE.take(processes or os.cpu_count() or 1)
+    try:
+        for w in workers:
+            if not w.ready:
+                ready = wait([w.process.stdout], max(0.0, w.deadline - time.monotonic()))
+                if not ready or w.read() != "ready":
+                    raise RuntimeError(f"grading worker failed to start: {' '.join(w.process.args)}")
+                w.ready = True
+    finally:
+        _IDLE.give_back(workers)
+
+
+def close_workers() -> None:
+    """Stop the idle grading workers and forget memoized verdicts (at exit, or to measure a cold start)."""
+    _IDLE.close()
+    with _VERDICTS.lock:
+        _VERDICTS.known.clear()
+
+
+atexit.register(close_workers)
+
+
+class _Pending:
+    """The pairs left to grade, by reference: a worker gets more pairs of the reference it has just
+    parsed, so each reference is parsed about once per batch rather than once per worker."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.by_reference: dict[str, deque[int]] = {}
+        for k, (_, reference) in enumerate(pairs):
+            self.by_reference.setdefault(reference, deque()).append(k)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_reference)
+
+    def next_for(self, worker: _Worker, workers: list[_Worker]) -> int:
+        reference = worker.reference
+        if reference not in self.by_reference:
+            busy = {w.reference for w in workers if w is not worker}
+            reference = next((r for r in self.by_reference if r not in busy), next(iter(self.by_reference)))
+        queue = self.by_reference[reference]
+        k = queue.popleft()
+        if not queue:
+            del self.by_reference[reference]
+        return k
 
 
 def grade_batch(
@@ -335,27 +562,34 @@ def grade_batch(
     """Grade pairs; items needing sympy run in `processes` worker processes, `timeout` seconds each.
 
     An item over its time has its worker killed and replaced; it counts as wrong and is listed
-    in `timed_out`. Plain-number items never leave this process.
+    in `timed_out`. Plain-number items never leave this process; each distinct (answer, reference)
+    pair goes to a worker once, and pairs graded before (in this process) not again. The workers
+    stay up between calls, so a run starts them once.
     """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     result = BatchResult(verdicts=[False] * len(predictions))
-    pending: deque[int] = deque()
+    items: dict[tuple[str, str], list[int]] = {}  # the pairs math-verify must decide, and who asks
     for i, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
-        verdict = fast_grade(prediction, reference, last_number=last_number)
+        pair = _grading_pair(prediction, reference, last_number)
+        verdict = _quick_verdict(*pair)
         if verdict is None:
-            pending.append(i)
+            verdict = _VERDICTS.get(pair)
+        if verdict is None:
+            items.setdefault(pair, []).append(i)
         else:
             result.verdicts[i] = verdict
-    if not pending:
+    if not items:
         return result
-    workers = _IDLE.take(max(1, min(processes or os.cpu_count() or 1, len(pending))))
+    pairs = list(items)
+    pending = _Pending(pairs)
+    workers = _IDLE.take(max(1, min(processes or os.cpu_count() or 1, len(pairs))))
     try:
         while pending or any(w.index is not None for w in workers):
             for w in workers:
                 if w.ready and w.index is None and pending:
-                    i = pending.popleft()
-                    w.give(i, predictions[i], references[i], last_number, timeout)
+                    k = pending.next_for(w, workers)
+                    w.give(k, *pairs[k], timeout)
             waiting = [w for w in workers if w.waiting]
             wait(
                 [w.process.stdout for w in waiting],
@@ -372,18 +606,22 @@ def grade_batch(
                     w.ready = True
                     continue
                 if reply is not None:
-                    index, verdict, error = reply
-                    result.verdicts[index] = verdict
-                    if error:
-                        result.failed[index] = error
+                    k, verdict, error = reply
+                    for i in items[pairs[k]]:
+                        result.verdicts[i] = verdict
+                        if error:
+                            result.failed[i] = error
+                    if not error:
+                        _VERDICTS.put(pairs[k], verdict)
                     w.index = None
                     continue
                 if not w.ready:
                     raise RuntimeError(f"grading worker failed to start: {' '.join(w.process.args)}")
-                if readable:
-                    result.failed[w.index] = "worker process died"
-                else:
-                    result.timed_out.append(w.index)
+                for i in items[pairs[w.index]]:
+                    if readable:
+                        result.failed[i] = "worker process died"
+                    else:
+                        result.timed_out.append(i)
                 w.stop()
                 workers[slot] = _Worker()
     finally:
