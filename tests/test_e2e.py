@@ -1,8 +1,9 @@
 """Every stage end to end on a tiny config, and a run killed with SIGKILL mid-training that resumes to the same result.
 
 The student is the tiny conftest model (random weights: it never solves a lab
-problem, so rft/sar streams stay empty and are skipped, while gold and
-oracle_synth get trained), the oracle is the lab's programmatic one.
+problem, so rft/sar streams stay empty and are skipped, while gold,
+oracle_synth and the streams built from them, grape, sdft and mix, get
+trained), the oracle is the lab's programmatic one. All nine streams run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from stylealign.config import parse_config
+from stylealign.config import STREAMS, parse_config
 from stylealign.pipeline import STAGES, RunContext, run_experiment
 from stylealign.records import Trace
 from stylealign.store import RunStore
@@ -36,7 +37,7 @@ def tiny_config(model_dir: Path) -> dict:
         "student": {"engine": {"type": "hf", "model": str(model_dir), "device": "cpu", "batch_size": 8}},
         "oracle": {"engine": {"type": "lab-oracle"}},
         "sampling": {"k": 2, "temperature": 1.0, "max_tokens": 24},
-        "streams": {"sar_repair": {"continuations": 2}},
+        "streams": {"enabled": list(STREAMS), "sar_repair": {"continuations": 2}},
         "reward": {"type": "lab"},
         "training": {"loss": "dft", "budget": {"steps": 8}, "save_steps": 2, "batch_size": 2, "learning_rate": 1e-3},
         "evaluation": {
@@ -78,7 +79,9 @@ def test_every_stage_runs_and_the_report_matches_the_records(finished_run: RunCo
             assert (model_dir / "config.json").is_file()
         else:
             assert row["accuracy_after"] is None and not model_dir.exists()
-    assert {"gold", "oracle_synth"} <= set(trained)
+    assert {"gold", "oracle_synth", "grape", "sdft", "mix"} <= set(trained)
+    assert [row["stream"] for row in report["streams"]] == list(STREAMS)
+    assert row_of(report, "sdft")["sdft_acceptance"] is not None and row_of(report, "mix")["mix_problems"]
     assert report["verdict"]["verdict"] in ("reproduced", "contradicted", "not_resolved")
     assert all(row["seeds"] for row in report["streams"] if row["stream"] in trained)
     html = (store.root / "report.html").read_text()

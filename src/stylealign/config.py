@@ -7,12 +7,15 @@ and every validation error names the dotted key that failed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-STREAMS = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
+PAPER_STREAMS = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
+"""The paper's six streams: what runs when `streams.enabled` is not given."""
+STREAMS = (*PAPER_STREAMS, "grape", "sdft", "mix")
+"""Every stream, in build order; each is the module `stylealign.streams.<name>` (see streams/registry.py)."""
 
 
 class Strict(BaseModel):
@@ -96,14 +99,61 @@ class SARRepairConfig(Strict):
     max_problems: int | None = Field(None, ge=1)
 
 
+def _known_streams(names: list[str], *, forbidden: str) -> list[str]:
+    unknown = [name for name in names if name not in STREAMS or name == forbidden]
+    if unknown:
+        raise ValueError(f"streams {unknown}: name streams of {[s for s in STREAMS if s != forbidden]}")
+    return names
+
+
+class GrapeConfig(Strict):
+    """GRAPE (Zhang, Dai & Peng 2025): per problem, the verified candidate the student finds most likely."""
+
+    pool: list[str] = Field(
+        default_factory=lambda: ["gold", "rft", "oracle_synth", "oracle_refine"], min_length=1,
+        description="streams whose correct traces compete per problem; `rft` means every correct student sample "
+        "(what rft selects from), not only the one rft keeps",
+    )
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, names: list[str]) -> list[str]:
+        return _known_streams(names, forbidden="grape")
+
+
+class SDFTConfig(Strict):
+    """Self-Distillation Fine-Tuning (Yang et al. 2024): the student restates the reference in its own words."""
+
+    template: str = Field("sdft", description="prompt template (variables: question, reference) the student rewrites with")
+    temperature: float | None = Field(None, ge=0, description="rewrite sampling temperature (default: sampling.temperature)")
+
+
+class MixConfig(Strict):
+    """Mix Distillation (Li et al. 2025): each problem's trace comes from one component stream, at a fixed ratio."""
+
+    components: dict[str, Annotated[float, Field(gt=0, strict=True)]] = Field(
+        default_factory=lambda: {"rft": 4.0, "oracle_synth": 1.0}, min_length=1,
+        description="stream -> weight: the share of problems whose trace the stream supplies (default rft 4 : 1 oracle_synth)",
+    )
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, weights: dict[str, float]) -> dict[str, float]:
+        _known_streams(list(weights), forbidden="mix")
+        return weights
+
+
 class StreamsConfig(Strict):
-    enabled: list[str] = Field(default_factory=lambda: list(STREAMS), min_length=1)
+    enabled: list[str] = Field(default_factory=lambda: list(PAPER_STREAMS), min_length=1)
     oracle_retries: int = Field(3, ge=0)
     oracle_temperature: float | None = Field(None, ge=0, description="oracle sampling temperature (default: sampling.temperature)")
     oracle_max_tokens: int | None = Field(None, ge=1, description="oracle answer length limit (default: sampling.max_tokens)")
     rft: RFTConfig = Field(default_factory=RFTConfig)
     sar: SARConfig = Field(default_factory=SARConfig)
     sar_repair: SARRepairConfig = Field(default_factory=SARRepairConfig)
+    grape: GrapeConfig = Field(default_factory=GrapeConfig)
+    sdft: SDFTConfig = Field(default_factory=SDFTConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
     match_problems: bool = Field(
         False, description="train every stream on the same problem ids (their intersection), a control for which problems"
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from stylealign.config import STREAMS, DatasetConfig, EngineConfig, ExperimentConfig
+from stylealign.config import PAPER_STREAMS, STREAMS, DatasetConfig, EngineConfig, ExperimentConfig
 from stylealign.engines import Engine, load_engine
 from stylealign.prompts import PromptTemplate, load_template
 from stylealign.records import Problem, content_id
@@ -34,7 +34,7 @@ class RunContext:
     store: RunStore
     console: Console = field(default_factory=Console)
     limit: int | None = None
-    streams: tuple[str, ...] = STREAMS
+    streams: tuple[str, ...] = PAPER_STREAMS
     allow_failures: bool = False
     _engines: dict[str, Engine] = field(default_factory=dict)
 

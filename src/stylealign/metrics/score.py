@@ -2,7 +2,8 @@
 
 Per trace (stage `scored_<name>`): adaptation cost under the student (nll,
 ppl, ppl_q1..q4, step_nll, loss_by_token), reward (with the scorer's name),
-and for refined streams the normalised edit distance to the parent. Per
+and for streams that edit a parent (`SPEC.edits`) the normalised edit distance
+to it. Per
 stream: coverage, correctness, reward, PPL global and per quarter, JS drift
 against the student's own samples, length / step ratios, edit distance and
 the tokens carrying most of the loss — printed as a table and written to
@@ -28,9 +29,9 @@ from stylealign.store import work_key
 from stylealign.streams.batches import run_batches
 from stylealign.streams.context import BatchResult, WorkItem, engine_id, template_id
 from stylealign.streams.listing import stream_traces
+from stylealign.streams.registry import stream_spec
 from stylealign.streams.sample import current_samples
 
-REFINED = {"oracle_refine", "sar", "sar_repair"}
 SCORE_BATCH = 32
 
 
@@ -70,8 +71,9 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
     samples = current_samples(ctx)
     parents = {t.id: t.text for t in samples}
     streams = {name: stream_traces(ctx.store, name) for name in ctx.streams}
-    for trace in streams.get("rft", []) or stream_traces(ctx.store, "rft"):
-        parents[trace.id] = trace.text
+    for parent in {stream_spec(name).edits for name in streams} - {None, "sample"}:
+        for trace in streams.get(parent) or stream_traces(ctx.store, parent):
+            parents[trace.id] = trace.text
     scorer = None
     parts = {
         "student": engine_id(ctx.config.student.engine),
@@ -89,7 +91,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         result = BatchResult(done=[i.key for i in batch])
         for item, trace, cost, reward in zip(batch, traces, costs, rewards, strict=True):
             metrics = {**trace.metrics, **cost, **reward, "reward_model": scorer.name, "score_key": item.key}
-            if name in REFINED and trace.parent_id in parents:
+            if stream_spec(name).edits and trace.parent_id in parents:
                 metrics["edit_distance"] = normalized_edit_distance(parents[trace.parent_id], trace.text)
             result.traces.append(dataclasses.replace(trace, metrics=metrics))
         return result
@@ -107,7 +109,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
             tokenize, tokenizer_name = tokenizer_for(ctx.student())
         row = {"stream": name, **summarize(scored, list(problems))}
         row.update(drift_stats([t.text for t in scored], [t.text for t in samples], tokenize))
-        if name not in REFINED:
+        if not stream_spec(name).edits:
             row["edit_distance"] = None
         row["top_loss_tokens"] = top_loss_tokens([t.metrics.get("loss_by_token", {}) for t in scored])
         row["reward_model"] = scored[0].metrics.get("reward_model") if scored else None
@@ -115,6 +117,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         row["oracle_failures"] = len(ctx.store.stage(f"failures_stream_{name}").records(Trace))
         if name == "sar":
             row["sar_accepted"] = sum(t.metrics.get("sar_outcome") == "accepted" for t in scored)
+        row.update(stream_spec(name).summarize(scored))
         rows.append(row)
     ctx.store.write_json("streams.json", rows)
     print_table(ctx, rows)

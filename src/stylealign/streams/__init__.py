@@ -1,4 +1,4 @@
-"""The six distillation streams and the student sampling they start from."""
+"""The distillation streams (one module each, found through `registry.py`) and the student sampling they start from."""
 
 from stylealign.streams.build import streams_stage
 from stylealign.streams.listing import stream_traces

@@ -1,12 +1,14 @@
 """streams: build every selected stream into store stage `stream_<name>`.
 
-Order matters: oracle_refine and sar refine rft traces, and sar / sar_repair
-take the student's style exemplars from rft, so rft is built first whenever
-one of them is selected. Each stream's current traces are listed (see
-`listing.py`) for the stages after this one, and its oracle failures are
-counted in `streams/failures.json` (the report shows them). A stream left
-with no traces because its oracle failed stops the run with a summary
-(finished work is kept; `--allow-failures` goes on with what there is).
+Order matters: a stream is built after the streams it needs (its `SPEC.needs`,
+see `registry.py`): oracle_refine and sar refine rft traces, sar / sar_repair
+take the student's style exemplars from rft, sdft rewrites gold, grape selects
+among its pool and mix composes its components. A needed stream is built even
+when not selected. Each stream's current traces are listed (see `listing.py`)
+for the stages after this one, and its oracle failures are counted in
+`streams/failures.json` (the report shows them). A stream left with no traces
+because its oracle failed stops the run with a summary (finished work is kept;
+`--allow-failures` goes on with what there is).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 
 from stylealign.pipeline import RunContext
 from stylealign.records import Trace
-from stylealign.streams import gold, oracle_refine, oracle_synth, rft, sar, sar_repair
 from stylealign.streams.batches import run_batches
-from stylealign.streams.context import StreamContext, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.listing import write_listing
+from stylealign.streams.registry import build_order, stream_spec
 from stylealign.streams.sample import current_samples
 
 
@@ -26,42 +28,20 @@ class StreamsFailed(ValueError):
     """A selected stream got no data because its engine failed."""
 
 
-ORDER = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
-NEEDS_RFT = {"oracle_refine", "sar", "sar_repair"}
-ORACLE_BATCH = 16
-
-
-def _plan(sc: StreamContext, name: str, parents: list[Trace]) -> list[WorkItem]:
-    if name in ("oracle_refine", "sar"):
-        return {"oracle_refine": oracle_refine, "sar": sar}[name].plan(sc, parents)
-    return {"gold": gold, "rft": rft, "oracle_synth": oracle_synth, "sar_repair": sar_repair}[name].plan(sc)
-
-
-def _builder(sc: StreamContext, name: str, pool: list[Trace]):
-    if name == "sar":
-        return lambda batch: sar.build(sc, batch, pool)
-    if name == "sar_repair":
-        return lambda batch: sar_repair.build(sc, batch, pool)
-    return lambda batch: {"gold": gold, "rft": rft, "oracle_synth": oracle_synth, "oracle_refine": oracle_refine}[name].build(sc, batch)
-
-
 def streams_stage(ctx: RunContext) -> dict[str, Any]:
     sc = StreamContext.from_run(ctx, current_samples(ctx))
-    selected = set(ctx.streams)
-    if selected & NEEDS_RFT:
-        selected.add("rft")
     summary: dict[str, Any] = {}
     failures: dict[str, dict[str, Any]] = {}
-    rft_traces: list[Trace] = []
-    for name in (n for n in ORDER if n in selected):
-        items = _plan(sc, name, rft_traces)
-        counts = run_batches(ctx.store, f"stream_{name}", items, _builder(sc, name, rft_traces), ctx.console,
-                             batch_size=ORACLE_BATCH if name != "gold" else 256)
+    built: dict[str, list[Trace]] = {}
+    for name in build_order(ctx.config, ctx.streams):
+        spec = stream_spec(name)
+        items = spec.plan(sc, built)
+        counts = run_batches(ctx.store, f"stream_{name}", items, lambda batch, spec=spec: spec.build(sc, batch, built),
+                             ctx.console, batch_size=spec.batch_size)
         keys = {item.key for item in items}
         current = [t for t in ctx.store.stage(f"stream_{name}").records(Trace) if t.metrics.get("work_key") in keys]
         write_listing(ctx.store, name, current)
-        if name == "rft":
-            rft_traces = current
+        built[name] = current
         covered = len({t.problem_id for t in current})
         summary[name] = f"{len(current)} traces/{covered} problems" + "".join(
             f", {k}={v}" for k, v in sorted(counts.items()) if k not in ("new", "skipped")

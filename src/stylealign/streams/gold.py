@@ -5,15 +5,16 @@ from __future__ import annotations
 from stylealign.grading import grade_many
 from stylealign.records import Trace, content_id
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "gold"
 
 
-def plan(sc: StreamContext) -> list[WorkItem]:
+def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     return [WorkItem(sc.key(NAME, p, reference=content_id(p.reference_solution)), p) for p in sc.problems]
 
 
-def build(sc: StreamContext, items: list[WorkItem]) -> BatchResult:
+def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
     result = BatchResult(done=[item.key for item in items])
     items = [item for item in items if item.problem.reference_solution.strip()]
     result.count("no_reference", len(result.done) - len(items))
@@ -23,3 +24,6 @@ def build(sc: StreamContext, items: list[WorkItem]) -> BatchResult:
         result.keep(item, Trace(id=content_id(NAME, item.key), problem_id=p.id, text=p.reference_solution,
                                 stream=NAME, model=p.source or "dataset", correct=correct))
     return result
+
+
+SPEC = StreamSpec(NAME, plan, build, batch_size=256)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from stylealign.records import Trace
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.registry import Built, StreamSpec
 from stylealign.streams.verified import keep_correct, oracle_traces
 
 NAME = "oracle_refine"
 TEMPLATE = "refine"
 
 
-def plan(sc: StreamContext, parents: list[Trace]) -> list[WorkItem]:
+def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = {p.id: p for p in sc.problems}
     parts = sc.oracle_parts(TEMPLATE)
-    return [WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t) for t in parents]
+    return [WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t) for t in built["rft"]]
 
 
-def build(sc: StreamContext, items: list[WorkItem]) -> BatchResult:
+def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
     template = sc.oracle_template(TEMPLATE)
     requests = [template.request(question=i.problem.question, solution=i.parent.text, id=i.parent.id) for i in items]
     result = BatchResult()
     return keep_correct(items, oracle_traces(sc, NAME, items, requests, TEMPLATE, result), result)
 
+
+SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="rft")

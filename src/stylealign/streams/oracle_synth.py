@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.registry import Built, StreamSpec
 from stylealign.streams.verified import keep_correct, oracle_traces
 
 NAME = "oracle_synth"
 TEMPLATE = "solve"
 
 
-def plan(sc: StreamContext) -> list[WorkItem]:
+def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     parts = sc.oracle_parts(TEMPLATE)
     return [WorkItem(sc.key(NAME, p, **parts), p) for p in sc.problems]
 
 
-def build(sc: StreamContext, items: list[WorkItem]) -> BatchResult:
+def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
     template = sc.oracle_template(TEMPLATE)
     requests = [template.request(question=i.problem.question, id=i.problem.id) for i in items]
     result = BatchResult()
     return keep_correct(items, oracle_traces(sc, NAME, items, requests, TEMPLATE, result), result)
+
+
+SPEC = StreamSpec(NAME, plan, build)

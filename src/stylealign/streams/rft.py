@@ -16,6 +16,7 @@ from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
 from stylealign.streams.cleaning import clean_text
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "rft"
 
@@ -29,7 +30,7 @@ def reasoning_signature(text: str) -> tuple[str, ...]:
     return ("eq", *equations) if equations else ("num", *_NUMBER.findall(text))
 
 
-def plan(sc: StreamContext) -> list[WorkItem]:
+def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     cfg = sc.config.streams.rft
     items = []
     for p in sc.problems:
@@ -40,10 +41,10 @@ def plan(sc: StreamContext) -> list[WorkItem]:
     return items
 
 
-def _candidates(sc: StreamContext, item: WorkItem) -> list[Trace]:
-    """Correct samples of the item's problem as rft traces, cleaned where configured."""
+def _candidates(sc: StreamContext, problem_id: str) -> list[Trace]:
+    """Correct samples of a problem as rft traces, cleaned where configured."""
     out = []
-    for sample in sc.samples[item.problem.id]:
+    for sample in sc.samples.get(problem_id, []):
         if not sample.correct:
             continue
         cleaned = clean_text(sample.text, sample.metrics.get("finish_reason") == "length") if sc.config.streams.rft.clean else None
@@ -73,6 +74,13 @@ def _undo_breaking_cleaning(sc: StreamContext, traces: list[Trace]) -> None:
             trace.metrics.pop("cleaned_chars", None)
 
 
+def correct_samples(sc: StreamContext, problem_ids: list[str]) -> list[list[Trace]]:
+    """Per problem, every correct student sample as an rft trace (cleaned as configured): what rft selects from."""
+    per_problem = [_candidates(sc, problem_id) for problem_id in problem_ids]
+    _undo_breaking_cleaning(sc, [t for candidates in per_problem for t in candidates])
+    return per_problem
+
+
 def _select(sc: StreamContext, item: WorkItem, candidates: list[Trace]) -> list[Trace]:
     policy = sc.config.streams.rft.selection
     if policy == "first":
@@ -91,11 +99,10 @@ def _select(sc: StreamContext, item: WorkItem, candidates: list[Trace]) -> list[
     return [min(candidates, key=lambda t: t.metrics["nll"])]
 
 
-def build(sc: StreamContext, items: list[WorkItem]) -> BatchResult:
+def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
     result = BatchResult(done=[item.key for item in items])
-    per_item = [_candidates(sc, item) for item in items]
+    per_item = correct_samples(sc, [item.problem.id for item in items])
     flat = [t for candidates in per_item for t in candidates]
-    _undo_breaking_cleaning(sc, flat)
     if sc.config.streams.rft.selection == "lowest_cost":
         problems = {p.id: p for p in sc.problems}
         costs = adaptation_cost(sc.student(), [sc.student_request(problems[t.problem_id]) for t in flat], [t.text for t in flat])
@@ -108,3 +115,6 @@ def build(sc: StreamContext, items: list[WorkItem]) -> BatchResult:
             result.keep(item, trace)
         result.count("cleaned", sum(bool(t.metrics["cleaning"]) for t in kept))
     return result
+
+
+SPEC = StreamSpec(NAME, plan, build)

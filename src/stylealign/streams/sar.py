@@ -15,16 +15,17 @@ from __future__ import annotations
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.registry import Built, StreamSpec
 from stylealign.streams.verified import oracle_traces
 
 NAME = "sar"
 TEMPLATE = "sar"
 
 
-def plan(sc: StreamContext, parents: list[Trace]) -> list[WorkItem]:
+def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = {p.id: p for p in sc.problems}
     parts = {**sc.oracle_parts(TEMPLATE), "sar": sc.config.streams.sar.model_dump()}
-    return [WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t) for t in parents]
+    return [WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t) for t in built["rft"]]
 
 
 def _kept_parent(item: WorkItem, metrics: dict) -> Trace:
@@ -36,7 +37,7 @@ def _kept_parent(item: WorkItem, metrics: dict) -> Trace:
     )
 
 
-def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchResult:
+def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
     cfg = sc.config.streams.sar
     template = sc.oracle_template(TEMPLATE)
     student = sc.student()
@@ -49,7 +50,7 @@ def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchR
             break
         batch = [items[i] for i in pending]
         requests = [
-            template.request(question=it.problem.question, solution=it.parent.text, exemplars=sc.exemplars(pool, it.problem), id=it.parent.id)
+            template.request(question=it.problem.question, solution=it.parent.text, exemplars=sc.exemplars(built["rft"], it.problem), id=it.parent.id)
             for it in batch
         ]
         traces = oracle_traces(sc, NAME, batch, requests, TEMPLATE, result, attempt)
@@ -82,3 +83,6 @@ def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchR
         result.done.append(items[i].key)
         result.count("kept_parent")
     return result
+
+
+SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="rft")

@@ -19,6 +19,7 @@ from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
 from stylealign.steps import step_mode, tag_paragraphs, trace_steps
 from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "sar_repair"
 LOCATE, REPAIR = "locate_error", "repair_step"
@@ -35,7 +36,7 @@ def parse_step_index(text: str) -> int:
     return index
 
 
-def plan(sc: StreamContext) -> list[WorkItem]:
+def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     cfg = sc.config.streams.sar_repair
     parts = {**sc.oracle_parts(LOCATE, REPAIR), "sar_repair": cfg.model_dump(), "exemplars": sc.config.streams.sar.exemplars,
              "sampling": sc.student_sampling().to_dict()}
@@ -95,7 +96,7 @@ class _Repair:
         return self.prefix + self.fixed
 
 
-def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchResult:
+def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
     cfg = sc.config.streams.sar_repair
     result = BatchResult()
     located = _locate_lab(sc, items) if cfg.locator == "lab" else _locate_oracle(sc, items, result)
@@ -112,7 +113,7 @@ def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchR
     template = sc.oracle_template(REPAIR)
     requests = [
         template.request(id=job.sample.id, question=job.item.problem.question, steps_so_far=job.prefix,
-                         wrong_step=job.wrong, exemplars=sc.exemplars(pool, job.item.problem))
+                         wrong_step=job.wrong, exemplars=sc.exemplars(built["rft"], job.item.problem))
         for job in jobs
     ]
     repaired = []
@@ -156,3 +157,6 @@ def build(sc: StreamContext, items: list[WorkItem], pool: list[Trace]) -> BatchR
         )
         result.count("repaired")
     return result
+
+
+SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="sample")
