@@ -1,69 +1,118 @@
-"""The lab student: is it fallible, and is the oracle's style foreign to it?
+"""The lab as an instrument: is the student fallible by difficulty, stable, and is the cost gap realistic?
 
-Prints the student's greedy accuracy and pass@8 (T=1.0) on lab test
-problems, the mean token NLL under the student of its own style vs the
-oracle's style for the same problems (the adaptation-cost gap), and how long
-pretraining took (measured when the cached student was built; pass --fresh
-to rebuild into a temporary cache and time it now).
+Builds the lab student into a temporary cache (and, unless --no-rebuilds, twice more: with one thread and
+with another recipe seed), then measures on the same lab test problems: greedy accuracy overall and by
+difficulty level, pass@k at T=1; and, on streams built from the same train problems (the student's own
+correct samples, the lab oracle's SAR, Oracle-Refined and Oracle-Synthesized versions, the gold
+reference), the student's perplexity on each, the share of SAR outputs identical to their parent, and the
+share of tokens the student never trained on.
 
-    .venv/bin/python benchmarks/lab.py [--problems 100] [--fresh]
+    .venv/bin/python benchmarks/lab.py [--problems 200] [--train-problems 100] [--no-rebuilds]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import tempfile
 import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 from stylealign.engines.base import Request, SamplingParams
 from stylealign.engines.hf import HFEngine
 from stylealign.grading import grade
 from stylealign.lab.oracle import LabOracle
-from stylealign.lab.student import ensure_student
-from stylealign.lab.styles import student_solution
+from stylealign.lab.student import RECIPES, pretrain, untrained_token_share
 from stylealign.lab.world import load_lab_problems
+from stylealign.records import Problem
 
 
-def token_nll(engine: HFEngine, requests: list[Request], texts: list[str]) -> float:
-    scores = engine.score(requests, texts)
-    return -sum(sum(s.logprobs) for s in scores) / sum(len(s.logprobs) for s in scores)
+def build(recipe: dict[str, Any], root: Path, name: str) -> tuple[Path, dict[str, Any]]:
+    out = root / name
+    start = time.perf_counter()
+    info = pretrain(out, recipe, log=lambda msg: print(f"[{name}] {msg}", flush=True))
+    print(f"[{name}] built in {time.perf_counter() - start:.1f}s (final loss {info['final_loss']})", flush=True)
+    return out, info
+
+
+def greedy_by_level(engine: HFEngine, problems: list[Problem]) -> tuple[float, dict[int, float], list[str]]:
+    requests = [Request.from_prompt(p.question) for p in problems]
+    texts = [row[0].text for row in engine.generate(requests, 1, SamplingParams(temperature=0.0, max_tokens=300))]
+    levels: dict[int, list[bool]] = defaultdict(list)
+    for text, problem in zip(texts, problems, strict=True):
+        levels[problem.metadata["level"]].append(grade(text, problem.answer))
+    overall = sum(sum(v) for v in levels.values()) / len(problems)
+    return overall, {k: sum(v) / len(v) for k, v in sorted(levels.items())}, texts
+
+
+def ppl(engine: HFEngine, problems: list[Problem], texts: list[str]) -> float:
+    scores = engine.score([Request.from_prompt(p.question) for p in problems], texts)
+    return math.exp(-sum(sum(s.logprobs) for s in scores) / sum(len(s.logprobs) for s in scores))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", type=int, default=100)
+    parser.add_argument("--problems", type=int, default=200, help="lab test problems for accuracy")
+    parser.add_argument("--train-problems", type=int, default=100, help="lab train problems the streams are built from")
     parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--fresh", action="store_true", help="pretrain again in a temporary cache and time it")
+    parser.add_argument("--no-rebuilds", action="store_true", help="skip the one-thread and other-seed rebuilds")
     args = parser.parse_args()
-    if args.fresh:
-        os.environ["STYLEALIGN_CACHE"] = tempfile.mkdtemp(prefix="stylealign-lab-")
-    start = time.perf_counter()
-    path = ensure_student(log=print)
-    info = json.loads((path / "recipe.json").read_text(encoding="utf-8"))
-    print(f"student at {path}: {info['parameters']:,} parameters, ready in {time.perf_counter() - start:.1f}s now")
+    root = Path(tempfile.mkdtemp(prefix="stylealign-lab-"))
+    os.environ["STYLEALIGN_CACHE"] = str(root)
+    recipe = RECIPES["student"]
+    path, info = build(recipe, root, "student")
+    engine = HFEngine(str(path), device="cpu", batch_size=50, progress=False)
+    test = load_lab_problems("test", limit=args.problems)
+    greedy, by_level, _ = greedy_by_level(engine, test)
+    print("greedy accuracy by level: " + ", ".join(f"L{k} {v:.2f}" for k, v in by_level.items()))
 
-    engine = HFEngine(str(path), device="cpu", batch_size=32, progress=False)
-    problems = load_lab_problems("test", limit=args.problems)
-    requests = [Request.from_prompt(p.question) for p in problems]
-    start = time.perf_counter()
-    greedy = engine.generate(requests, 1, SamplingParams(temperature=0.0, max_tokens=200))
-    greedy_acc = sum(grade(c[0].text, p.answer) for c, p in zip(greedy, problems, strict=True)) / len(problems)
-    samples = engine.generate(requests, args.k, SamplingParams(temperature=1.0, max_tokens=200, seed=0))
-    correct = [[grade(c.text, p.answer) for c in row] for row, p in zip(samples, problems, strict=True)]
-    pass_k = sum(any(row) for row in correct) / len(problems)
-    sample_acc = sum(map(sum, correct)) / (len(problems) * args.k)
-    print(f"sampling took {time.perf_counter() - start:.1f}s; mean accuracy of a T=1 sample {sample_acc:.3f}")
+    requests = [Request.from_prompt(p.question) for p in test]
+    samples = engine.generate(requests, args.k, SamplingParams(temperature=1.0, max_tokens=300, seed=0))
+    pass_k = sum(any(grade(c.text, p.answer) for c in row) for row, p in zip(samples, test, strict=True)) / len(test)
 
+    train = load_lab_problems("train", limit=args.train_problems)
+    train_samples = engine.generate([Request.from_prompt(p.question) for p in train], args.k,
+                                    SamplingParams(temperature=1.0, max_tokens=300, seed=0))
     oracle = LabOracle()
-    nll_student = token_nll(engine, requests, [student_solution(p.metadata) for p in problems])
-    nll_oracle = token_nll(engine, requests, [oracle.solve(p) for p in problems])
+    solved = [(p, next(c.text for c in row if grade(c.text, p.answer)))
+              for p, row in zip(train, train_samples, strict=True) if any(grade(c.text, p.answer) for c in row)]
+    solved_problems = [p for p, _ in solved]
+    rft = [t for _, t in solved]
+    streams = {
+        "rft": (solved_problems, rft),
+        "sar": (solved_problems, [oracle.refine_style_aligned(p, t, seed=0) for p, t in solved]),
+        "oracle_refine": (solved_problems, [oracle.refine(p, t) for p, t in solved]),
+        "oracle_synth": (train, [oracle.solve(p) for p in train]),
+        "gold": (train, [p.reference_solution or "" for p in train]),
+    }
+    ppls = {name: ppl(engine, probs, texts) for name, (probs, texts) in streams.items()}
+    untrained = {name: untrained_token_share(path, texts) or 0.0 for name, (_, texts) in streams.items()}
+    identical = sum(s == t for s, t in zip(streams["sar"][1], rft, strict=True)) / max(len(rft), 1)
+    print(f"{len(rft)} of {len(train)} train problems solved with k={args.k}")
+    for name in streams:
+        print(f"  {name:14s} ppl {ppls[name]:8.3f}  untrained tokens {untrained[name]:.4f}")
+
+    rebuilt = {}
+    if not args.no_rebuilds:
+        for name, variant in (("threads1", {**recipe, "threads": 1}), ("seed1", {**recipe, "seed": 1})):
+            other, _ = build(variant, root, name)
+            acc, levels, _ = greedy_by_level(HFEngine(str(other), device="cpu", batch_size=50, progress=False), test)
+            print(f"[{name}] greedy by level: " + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
+            rebuilt[name] = acc
+
     print("note: wall times on a shared 2-core machine are noisy")
-    print(f"greedy_accuracy={greedy_acc:.4f}")
+    print(f"greedy_accuracy={greedy:.4f}")
+    for name, acc in rebuilt.items():
+        print(f"greedy_accuracy_{name}={acc:.4f}")
     print(f"pass_at_{args.k}={pass_k:.4f}")
-    print(f"nll_student_style={nll_student:.4f}")
-    print(f"nll_oracle_style={nll_oracle:.4f}")
+    for name in streams:
+        print(f"ppl_{name}={ppls[name]:.4f}")
+    print(f"ppl_ratio_synth_over_rft={ppls['oracle_synth'] / ppls['rft']:.4f}")
+    print(f"sar_identical_share={identical:.4f}")
+    print(f"untrained_token_share_max={max(untrained.values()):.4f}")
     print(f"pretrain_seconds={info['seconds']:.1f}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stylealign.lab.checker import evaluate, first_error_step
-from stylealign.lab.reward import first_error_index, process_reward
+from stylealign.lab.reward import polish, process_reward
 from stylealign.lab.world import to_problem
 from stylealign.records import Problem
 
@@ -35,7 +35,8 @@ def problem() -> Problem:
             {"id": "n3", "op": "+", "args": ["n2", "f0"], "a": 31, "b": 12, "value": 43, "subject": "Ben and Tom",
              "ref": "Tom", "kind": "together"},
         ],
-        "distractor": {"value": 9, "text": "Eva is 9 years old."},
+        "level": 2,
+        "distractors": [{"value": 9, "text": "Eva is 9 years old."}],
         "answer": 43,
     }  # fmt: skip
     return to_problem(graph, seed=0, split="test")
@@ -104,9 +105,22 @@ def test_error_propagation_and_unfinished_traces(problem):
 def test_process_reward(problem):
     assert process_reward(problem, STUDENT_OK) == 1.0
     wrong = STUDENT_OK.replace("36 - 5 = 31", "36 - 5 = 30")
-    assert first_error_index(problem, wrong) == 2
+    assert first_error_step(problem, wrong) == 2
     assert process_reward(problem, wrong) == pytest.approx(2 / 5)
     assert process_reward(problem, "") == 0.0
+
+
+def test_lab_reward_prefers_polish_the_way_a_reward_model_does(problem):
+    """The stand-in reward model: same correctness, more reward for the oracle's presentation."""
+    from stylealign.lab.reward import lab_reward
+
+    assert polish(STUDENT_OK) == 0.0
+    assert polish(ORACLE_OK) == pytest.approx(1.0)
+    assert lab_reward(problem, ORACLE_OK) == pytest.approx(2.0)
+    assert lab_reward(problem, STUDENT_OK) == pytest.approx(1.0)
+    assert lab_reward(problem, ORACLE_OK, style_preference=0.0) == lab_reward(problem, STUDENT_OK, style_preference=0.0)
+    wrong = ORACLE_OK.replace("31 + 12 = 43", "31 + 12 = 44").replace("boxed{43}", "boxed{44}")
+    assert lab_reward(problem, wrong) < lab_reward(problem, ORACLE_OK)
 
 
 def test_evaluate_respects_precedence():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jinja2
 import pytest
 
@@ -22,7 +24,8 @@ def problems():
 
 @pytest.fixture(scope="module")
 def oracle() -> LabOracle:
-    return LabOracle()
+    """A perfect imitator: every line it writes is in the student's phrasing (the leak has its own tests)."""
+    return LabOracle(style_leak=0.0)
 
 
 def corrupt(problem, step_index: int) -> str:
@@ -100,7 +103,7 @@ def _ask(engine, template: str, **variables) -> str:
 
 
 def test_engine_answers_every_oracle_template(problems, oracle):
-    engine = load_engine(EngineConfig(type="lab-oracle"))
+    engine = load_engine(EngineConfig(type="lab-oracle", style_leak=0.0))
     assert isinstance(engine, LabOracleEngine) and engine.name == "lab:oracle"
     problem = problems[2]
     student = student_solution(problem.metadata)
@@ -132,3 +135,75 @@ def test_engine_refuses_what_it_cannot_do(problems):
     assert prefix + continued == whole
     stopped = engine.generate([request], 1, SamplingParams(stop=("\n\n",)))[0][0].text
     assert stopped == whole.split("\n\n")[0]
+
+
+def _sample_like_the_student(problem, seed: int) -> str:
+    """A solution in the student's native style with its paraphrases and habits."""
+    import random
+
+    return student_solution(problem.metadata, random.Random(seed))
+
+
+def test_refine_keeps_the_student_numbers_and_order_and_sits_between_student_and_oracle(problems, oracle):
+    from stylealign.metrics.drift import normalized_edit_distance
+
+    to_refined, to_synth = [], []
+    for i, problem in enumerate(problems):
+        student = _sample_like_the_student(problem, i)
+        refined = oracle.refine(problem, student)
+        assert first_error_step(problem, refined) == -1 and "\\boxed" in refined
+        assert len(split_steps(refined)) == len(split_steps(student))
+        for ours, theirs in zip(split_steps(student)[1:-1], split_steps(refined)[1:-1], strict=True):
+            # the student's operands, in the student's order, now in LaTeX
+            ascii_eq = re.search(r"(\d+) ([-+*/]) (\d+) = (\d+)", ours)
+            if ascii_eq and ascii_eq.group(2) in "+-":
+                assert f"{ascii_eq.group(1)} {ascii_eq.group(2)} {ascii_eq.group(3)} = {ascii_eq.group(4)}" in theirs
+        to_refined.append(normalized_edit_distance(student, refined))
+        to_synth.append(normalized_edit_distance(student, oracle.solve(problem)))
+    assert sum(to_refined) < sum(to_synth)
+    assert min(to_refined) > 0
+
+
+def test_sar_improves_what_a_teacher_would_and_leaves_the_rest(problems, oracle):
+    problem = next(p for p in problems if p.metadata["nodes"][0]["kind"] == "relation")
+    canonical = student_solution(problem.metadata)
+    steps = split_steps(canonical)
+    node = problem.metadata["nodes"][0]
+    clause = next(f["text"].rstrip(".") for f in problem.metadata["facts"] if f["id"] == node["args"][1])
+    bare = steps[1].replace(f"{clause}, so {node['subject']}", node["subject"])
+    assert clause not in bare
+    skipped = "".join([steps[0], bare, *steps[2:]])
+    assert oracle.refine_style_aligned(problem, skipped) == canonical
+    repeated = "".join([*steps[:2], f"So {node['subject']} has {node['value']} {problem.metadata['items']}.\n\n", *steps[2:]])
+    assert first_error_step(problem, repeated) == -1
+    assert oracle.refine_style_aligned(problem, repeated) == canonical
+    assert oracle.refine_style_aligned(problem, canonical) == canonical
+
+
+def test_sar_imitates_the_voice_of_the_trace(problems, oracle):
+    """A rewritten step uses the connector and verb the student used elsewhere in the same trace."""
+    problem = next(p for p in problems if sum(n["kind"] == "relation" for n in p.metadata["nodes"]) >= 2)
+    student = student_solution(problem.metadata).replace(", so ", ", which means ").replace(" has ", " ends up with ")
+    student = student.replace("ends up with", "has", 1)  # the opening keeps the plain verb
+    wrong_value = problem.metadata["nodes"][1]["value"]
+    broken = student.replace(f"= {wrong_value} ", f"= {wrong_value + 1} ", 1)
+    fixed = oracle.refine_style_aligned(problem, broken)
+    assert first_error_step(problem, fixed) == -1
+    assert fixed.count(", which means ") == student.count(", which means ")
+
+
+def test_sar_leaks_oracle_phrasing_at_the_configured_rate_and_retries_differ(problems):
+    leaky, never = LabOracle(style_leak=1.0), LabOracle(style_leak=0.0)
+    wrong = corrupt(problems[0], 1)
+    assert "\\(" in leaky.refine_style_aligned(problems[0], wrong, seed=0)
+    assert "\\(" not in never.refine_style_aligned(problems[0], wrong, seed=0)
+    half = LabOracle(style_leak=0.5)
+    leaked = [
+        "\\(" in half.refine_style_aligned(p, corrupt(p, 1), seed=seed)
+        for p in problems if not any(n["op"] == "/" for n in p.metadata["nodes"]) for seed in range(4)
+    ]
+    assert 0.3 < sum(leaked) / len(leaked) < 1.0
+    outcomes = {half.refine_style_aligned(problems[0], wrong, seed=seed) for seed in range(8)}
+    assert len(outcomes) > 1
+    with pytest.raises(ValueError, match="style_leak"):
+        LabOracle(style_leak=1.5)

@@ -10,7 +10,14 @@ import pytest
 
 from stylealign.engines.base import Request, SamplingParams, encode_prompt_response, render_prompt
 from stylealign.grading import grade
-from stylealign.lab.student import RECIPES, ensure_student, pretrain, student_dir
+from stylealign.lab.student import (
+    RECIPES,
+    TRAINED_TOKENS,
+    ensure_student,
+    pretrain,
+    student_dir,
+    untrained_token_share,
+)
 from stylealign.lab.world import load_lab_problems
 
 
@@ -23,11 +30,33 @@ def test_micro_recipe_builds_a_loadable_chat_model(tmp_path: Path):
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert model.config.model_type == "qwen2" and model.config.eos_token_id == tokenizer.eos_token_id
-    assert [t.strip("Ġ") for t in tokenizer.tokenize(" 1234")] == ["", "1", "2", "3", "4"]
+    assert [t.strip("Ġ") for t in tokenizer.tokenize(" 1234") if t != "Ġ"] == ["1", "2", "3", "4"]
+    pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str("has 12")
+    assert [p for p, _ in pieces] == ["has", "Ġ1", "2"]  # the space travels with the first digit
     request = Request.from_prompt("Tom has 3 apples.")
     assert render_prompt(tokenizer, request) == "<|user|>\nTom has 3 apples.\n<|assistant|>\n"
     ids, prompt_len = encode_prompt_response(tokenizer, request, "The answer is 3.")
     assert tokenizer.decode(ids[prompt_len:]) == "The answer is 3."
+    trained = set(json.loads((tmp_path / TRAINED_TOKENS).read_text()))
+    assert tokenizer.eos_token_id in trained and tokenizer.convert_tokens_to_ids("<|user|>") not in trained
+    assert untrained_token_share(tmp_path, ["<|user|><|system|>"]) == 1.0
+    assert untrained_token_share(tmp_path / "missing", ["x"]) is None
+
+
+def test_pretraining_mixture_holds_every_style_and_keeps_the_student_prompt_native():
+    from collections import Counter
+
+    from stylealign.lab.student import FOREIGN_CONTEXTS, pretraining_corpus
+
+    recipe = {**RECIPES["student"], "problems": 600}
+    corpus = pretraining_corpus(recipe)
+    styles = Counter(d.style for d in corpus)
+    assert styles["oracle"] / len(corpus) == pytest.approx(recipe["oracle_fraction"], abs=0.04)
+    assert styles["gold"] / len(corpus) == pytest.approx(recipe["gold_fraction"], abs=0.04)
+    under_plain_prompt = [d for d in corpus if d.system is None]
+    assert sum(d.style != "student" for d in under_plain_prompt) / len(under_plain_prompt) < 0.1
+    assert {d.system for d in corpus if d.style != "student"} <= {None, *FOREIGN_CONTEXTS.values()}
+    assert corpus == pretraining_corpus(recipe)
 
 
 def test_unknown_recipe_is_an_error():
@@ -36,10 +65,12 @@ def test_unknown_recipe_is_an_error():
 
 
 @pytest.mark.slow
-def test_student_loads_through_the_hf_engine_and_is_fallible():
+def test_student_loads_through_the_hf_engine_and_is_fallible_by_difficulty():
     """Pretrains once into the default cache (minutes on 2 cores), then a small fixed-seed evaluation:
-    greedy accuracy in the issue's 20-60% band, its native format, and sampling solving clearly more."""
+    greedy accuracy in the 20-60% band, falling with difficulty; its native format with its own habits;
+    and sampling solving clearly more."""
     from stylealign.engines.hf import HFEngine
+    from stylealign.lab.oracle import LabOracle
 
     path = ensure_student()
     built = (path / "recipe.json").stat().st_mtime_ns
@@ -47,15 +78,24 @@ def test_student_loads_through_the_hf_engine_and_is_fallible():
     engine = HFEngine("lab:student", device="cpu", batch_size=50, progress=False)
     problems = load_lab_problems("test", limit=100)
     requests = [Request.from_prompt(p.question) for p in problems]
-    greedy = engine.generate(requests, 1, SamplingParams(temperature=0.0, max_tokens=200))
+    greedy = engine.generate(requests, 1, SamplingParams(temperature=0.0, max_tokens=300))
     texts = [row[0].text for row in greedy]
     solved = [grade(t, p.answer) for t, p in zip(texts, problems, strict=True)]
     assert 0.2 <= sum(solved) / len(problems) <= 0.6, sum(solved) / len(problems)
-    native = [t for t in texts if re.search(r", so \w+ has \d+ [-+*/] \d+ = \d+ \w+\.\n\n", t)]
-    assert sum(bool(re.search(r"\n\nThe answer is \d+\.$", t.rstrip())) for t in texts) >= 0.9 * len(texts)
-    assert len(native) >= 0.8 * len(texts)
-    few = problems[:32]
-    samples = engine.generate(requests[: len(few)], 8, SamplingParams(temperature=1.0, max_tokens=200, seed=0))
+    by_level = {lvl: [s for s, p in zip(solved, problems, strict=True) if p.metadata["level"] == lvl] for lvl in range(1, 6)}
+    easy, hard = by_level[1] + by_level[2], by_level[4] + by_level[5]
+    assert sum(easy) / len(easy) > sum(hard) / len(hard) + 0.3, {k: sum(v) / len(v) for k, v in by_level.items()}
+    assert sum(bool(re.search(r"answer is \d+\.$", t.rstrip())) for t in texts) >= 0.9 * len(texts)
+    native = [t for t in texts if re.search(r"\d+ [-+*/] \d+ = \d+", t) and "\\(" not in t]
+    assert len(native) >= 0.9 * len(texts)
+
+    few = problems[:40]
+    samples = engine.generate(requests[: len(few)], 8, SamplingParams(temperature=1.0, max_tokens=300, seed=0))
     pass_at_8 = sum(any(grade(c.text, p.answer) for c in row) for row, p in zip(samples, few, strict=True)) / len(few)
     greedy_few = sum(solved[: len(few)]) / len(few)
     assert pass_at_8 >= greedy_few + 0.1, (pass_at_8, greedy_few)
+    # its own correct samples carry the habits a careful teacher would correct, so SAR has work
+    oracle = LabOracle(style_leak=0.0)
+    correct = [(p, c.text) for row, p in zip(samples, few, strict=True) for c in row if grade(c.text, p.answer)]
+    improved = sum(oracle.refine_style_aligned(p, t) != t for p, t in correct)
+    assert 0.3 * len(correct) <= improved < len(correct), (improved, len(correct))

@@ -48,8 +48,27 @@ def test_graph_is_integer_consistent_and_json_round_trips():
         assert problem.answer == str(nodes[-1]["value"])
         assert problem.reference_solution.endswith(f"#### {problem.answer}")
         assert from_dict(Problem, json.loads(json.dumps(to_dict(problem)))) == problem
-    assert op_counts == {2, 3, 4, 5}
-    assert any(p.metadata["distractor"] for p in problems) and not all(p.metadata["distractor"] for p in problems)
+    assert op_counts == {2, 3, 4, 5, 6}
+    assert any(p.metadata["distractors"] for p in problems) and not all(p.metadata["distractors"] for p in problems)
+
+
+def test_difficulty_levels_grow_and_pretraining_holds_only_the_easier_ones():
+    """The student pretrains on levels 1-3; train and test hold all five, each harder than the last."""
+    test = load_lab_problems("test", limit=500)
+    pretrain = load_lab_problems("pretrain", limit=300)
+    assert {p.metadata["level"] for p in pretrain} == {1, 2, 3}
+    by_level = {level: [p for p in test if p.metadata["level"] == level] for level in range(1, 6)}
+    assert all(len(group) >= 70 for group in by_level.values())
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    relations = [mean([sum(n["kind"] == "relation" for n in p.metadata["nodes"]) for p in g]) for g in by_level.values()]
+    assert relations == [1, 2, 3, 4, 5]
+    distractors = [mean([len(p.metadata["distractors"]) for p in g]) for g in by_level.values()]
+    largest = [mean([p.metadata["start"]["value"] for p in g]) for g in by_level.values()]
+    assert distractors == sorted(distractors) and distractors[0] == 0 and distractors[-1] > 1
+    assert largest == sorted(largest)
 
 
 def test_find_problem_by_question_text():

@@ -293,3 +293,18 @@ def test_reward_ties_are_said_as_ties() -> None:
     assert "rank 2, 3 of 3 in accuracy" in reordered["sentence"]
     both = paradox([row("gold", 2.0, 0.30), row("rft", 1.0, 0.30), row("sar", 0.5, 0.10)])
     assert "gold and rft tie as the most accurate" in both["sentence"]
+
+
+def test_data_sentence_reports_the_sar_gate_and_vocabulary_warnings():
+    from stylealign.report.table import data_sentence
+
+    report = {"streams": [
+        {"stream": "gold", "warnings": ["PPL 9e+05 exceeds the vocabulary size 600"]},
+        {"stream": "sar", "traces": 10, "sar_accepted": 6, "sar_retried": 2, "sar_kept_parent": 4,
+         "sar_identical_to_parent": 5, "warnings": []},
+    ]}
+    sentence = data_sentence(report)
+    assert "6 refinements accepted (2 after a retry), 4 fell back" in sentence
+    assert "5 of 10 sar traces equal their parent" in sentence
+    assert "Warning (gold): PPL 9e+05 exceeds the vocabulary size 600." in sentence
+    assert data_sentence({"streams": [{"stream": "rft"}]}) == ""

@@ -66,6 +66,7 @@ class EngineConfig(Strict):
     actor: EngineConfig | None = None
     # lab-oracle
     world_seed: int = 0
+    style_leak: float = Field(0.25, ge=0.0, le=1.0, description="lab-oracle: share of the lines a style-aligned refinement writes in the oracle's phrasing (imperfect imitation)")
     references: list[DatasetConfig] = Field(default_factory=list, description="datasets whose reference solutions answer questions outside the lab world")
 
 
@@ -166,6 +167,7 @@ class StreamsConfig(Strict):
 
 class RewardConfig(Strict):
     type: Literal["none", "lab", "orm", "prm", "judge"] = "lab"
+    style_preference: float = Field(1.0, ge=0, description="lab: weight of the polish score (a reward model's taste for polished text)")
     model: str | None = None
     engine: EngineConfig | None = None
     step_separator: str = "\n\n"

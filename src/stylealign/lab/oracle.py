@@ -1,17 +1,30 @@
 """The lab's programmatic oracle, and an Engine that answers the oracle prompt templates with it.
 
-`LabOracle` knows every lab problem's computation graph, so it is always
-right; what differs between its operations is only how it writes:
+`LabOracle` knows every lab problem's computation graph, so its logic is
+always right; its operations differ in how much of the student's text they
+keep and how they write, with the paper's semantics:
 
-- `solve`: the oracle's own polished style (`styles.oracle_solution`);
-- `refine` (Oracle-Refined): the student's trace rewritten in the oracle's
-  style, one paragraph per student step, so it drifts toward the oracle;
-- `refine_style_aligned` (SAR): the student's steps kept byte for byte up to
-  the first wrong one; from there each step is redone in the student's own
-  template (or, for a step not in that template, only its equation is
-  replaced, keeping the surrounding words and spacing);
-- `repair_step`: one wrong step redone in the student's style;
+- `solve` (Oracle-Synthesized): the oracle's own polished solution
+  (`styles.oracle_solution`), ignoring the student.
+- `refine` (Oracle-Refined): reads the student trace and keeps its numbers,
+  operand order, step order and granularity (one paragraph per student step),
+  fixes the wrong steps, and rewrites the wording into the oracle's style
+  (explanations before results, LaTeX math, a boxed answer). It sits between
+  the student and the oracle.
+- `refine_style_aligned` (SAR): fixes what is wrong and what a careful
+  teacher would improve (the first wrong step and everything after it, a
+  redundant line repeating a result, a step that skipped restating the fact
+  it uses, a garbled line), writing every change in the student's own phrasing
+  as it reads it from the trace (`styles.Voice`). Imitation is imperfect like
+  a real oracle's: each line it writes is, with probability `style_leak`, in
+  the oracle's own phrasing instead. A trace with nothing to improve comes
+  back byte for byte.
+- `repair_step`: one wrong step redone in the student's style (same leak).
 - `locate_first_error`: the step checker.
+
+The leak is drawn from the request's sampling seed and the problem, so a
+retried refinement (a new seed per attempt) can come out differently, and the
+SAR cost gate has real work: it rejects leaked refinements and retries.
 
 `LabOracleEngine` reads the built-in prompts (solve, refine, sar,
 locate_error, repair_step) by their sections, so streams reach the lab oracle
@@ -20,6 +33,7 @@ exactly as they reach an LLM oracle, in process or through `stylealign serve`.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 from fractions import Fraction
@@ -35,6 +49,7 @@ from stylealign.lab.checker import (
     first_error_in_steps,
     has_equation,
     has_graph,
+    numbers_in,
     replace_answer,
 )
 from stylealign.lab.world import find_problem, normalize_question
@@ -43,7 +58,9 @@ from stylealign.reference_oracle import ReferenceOracle
 from stylealign.steps import step_separator
 
 _ASCII_EQUATION = re.compile(r"(\d+)(\s*)([-+*/])(\s*)(\d+)(\s*)=(\s*)(\d+)")
-_STUDENT_STEP = re.compile(r"^(?:.+, so )?(?:Together .+ have|.+'s \w+ cost|\w+ has) \d+ [-+*/] \d+ = \d+ \w+\.$")
+_STUDENT_STEP = re.compile(r"^[A-Z][^\\\n]* \d+ [-+*/] \d+ = \d+\b[^\\\n]*\.$")
+STYLE_LEAK = 0.25
+"""Default share of the lines a style-aligned refinement writes in the oracle's phrasing instead."""
 
 
 def _split(text: str) -> list[str]:
@@ -57,17 +74,95 @@ def _trailing(step: str) -> tuple[str, str]:
     return body, step[len(body) :]
 
 
+def read_voice(text: str) -> styles.Voice:
+    """The phrasing choices a student trace shows (those it does not show are left open)."""
+
+    def first(options: Sequence[str], pattern: str) -> str | None:
+        found = [(text.find(pattern.format(o)), o) for o in options if pattern.format(o) in text]
+        return min(found)[1] if found else None
+
+    verbs = sorted(styles.STUDENT_VERBS, key=len, reverse=True)
+    verb = next((v for v in verbs if re.search(rf"\w {v} \d+ [-+*/] \d+ = ", text)), None)
+    unit = None
+    if m := re.search(r" \d+ [-+*/] \d+ = \d+( \w+)?\.", text):
+        unit = m.group(1) is not None
+    finals = {f.format(n="").rstrip("."): f for f in styles.STUDENT_FINALS}
+    final = next((finals[k] for k in sorted(finals, key=len, reverse=True) if k in text), None)
+    openings = [o for o in styles.STUDENT_OPENINGS if re.match(re.escape(o.split("{who}")[0]) + r"[A-Z]", text)]
+    opening = max(openings, key=len) if openings else None
+    return styles.Voice(first(styles.STUDENT_CONNECTORS, "{} "), verb, opening, final, unit)
+
+
+def restates(graph: dict[str, Any], node: dict[str, Any], step: str) -> bool:
+    """Whether `step` repeats the fact its operation uses (the student's habit a teacher keeps it to)."""
+    if node["kind"] == "together":
+        return True
+    facts = {f["id"]: f["text"] for f in graph["facts"]}
+    return facts[node["args"][1]].rstrip(".") in step
+
+
 class LabOracle:
-    """Always-correct oracle for lab problems; every method takes a `Problem` and student text."""
+    """Always-correct oracle for lab problems; every method takes a `Problem` and student text.
+
+    `style_leak` is the share of the lines a style-aligned refinement or repair writes in the oracle's
+    phrasing; `seed` (with the problem) draws which.
+    """
+
+    def __init__(self, style_leak: float = STYLE_LEAK) -> None:
+        if not 0.0 <= style_leak <= 1.0:
+            raise ValueError(f"style_leak must be in [0, 1], got {style_leak}")
+        self.style_leak = style_leak
 
     def solve(self, problem: Problem) -> str:
         return styles.oracle_solution(problem.metadata, problem.question)
 
+    def _rng(self, problem: Problem, seed: int | None, what: str) -> random.Random:
+        return random.Random(f"{what}:{seed}:{problem.question}")
+
+    def _leaks(self, rng: random.Random) -> bool:
+        return rng.random() < self.style_leak
+
     def refine(self, problem: Problem, text: str) -> str:
-        """Oracle-Refined: correct, in the oracle's words, with one paragraph per operation as the student had."""
-        del text  # the oracle keeps only the student's granularity, which for the lab is one step per operation
-        groups = [[node] for node in problem.metadata["nodes"]]
-        return styles.oracle_solution(problem.metadata, problem.question, groups=groups)
+        """Oracle-Refined: the student's steps, numbers and order, corrected, in the oracle's words."""
+        graph = problem.metadata
+        steps = _split(text)
+        first = first_error_in_steps(problem, steps)
+        good = steps if first < 0 else steps[:first]
+        rng = random.Random(problem.question)
+        out: list[str] = []
+        done: list[str] = []
+        for step in good:
+            body = step.strip()
+            pending = self._pending(problem, done)
+            done.append(step)
+            if answer_of(step):
+                break
+            if has_equation(step) and pending and Fraction(pending[0]["value"]) in computed_values(step):
+                out.append(self._oracle_line(graph, pending[0], body, rng))
+            elif not out and not has_equation(step):
+                out.append(styles.oracle_start(graph))
+            elif numbers_in(step):
+                out.append(f"Thus, {body[0].lower()}{body[1:]}" if not body.startswith("So ") else f"Thus, {body[3:]}")
+        if not out:
+            out.append(styles.oracle_start(graph))
+        for node in self._pending(problem, done if first < 0 else steps[:first]):
+            out.append(self._oracle_line(graph, node, "", rng))
+        out.append(styles.oracle_final(problem.answer))
+        return styles.STEP_SEP.join(out)
+
+    def _oracle_line(self, graph: dict[str, Any], node: dict[str, Any], student_step: str, rng: random.Random) -> str:
+        """One operation in the oracle's frame, keeping the student's restated fact and operand order."""
+        a, b = node["a"], node["b"]
+        if m := _ASCII_EQUATION.search(student_step):
+            x, y = int(m.group(1)), int(m.group(5))
+            if node["op"] in "+*" and (x, y) == (b, a):
+                a, b = b, a
+        math = styles.oracle_math(node, a, b)
+        if node["kind"] == "relation":
+            clause = next((f["text"].rstrip(".") for f in graph["facts"] if f["id"] == node["args"][1]), "")
+            reason = clause if clause and clause in student_step else styles.oracle_reason(node)
+            return f"{rng.choice(styles.ORACLE_BECAUSE)} {reason}, {node['subject']} has {math} {graph['items']}."
+        return styles.oracle_sentence(graph, node, rng, math)
 
     def locate_first_error(self, problem: Problem, text: str) -> int:
         return first_error_in_steps(problem, _split(text))
@@ -81,10 +176,19 @@ class LabOracle:
             computed += 1
         return nodes[computed:]
 
-    def _fix_step(self, problem: Problem, step: str, node: dict[str, Any]) -> str:
+    def _student_line(
+        self, problem: Problem, node: dict[str, Any], voice: styles.Voice, rng: random.Random, leak: bool
+    ) -> str:
+        """A (re)written step in the student's phrasing, or, when the imitation leaks, the oracle's."""
+        if leak:
+            return styles.oracle_sentence(problem.metadata, node, rng)
+        return styles.student_step(problem.metadata, node, voice=voice)
+
+    def _fix_step(self, problem: Problem, step: str, node: dict[str, Any], voice: styles.Voice, rng: random.Random) -> str:
         body, tail = _trailing(step)
-        if _STUDENT_STEP.match(body) or not _ASCII_EQUATION.search(body):
-            return styles.student_step(problem.metadata, node) + tail
+        leak = self._leaks(rng)
+        if leak or _STUDENT_STEP.match(body) or not _ASCII_EQUATION.search(body):
+            return self._student_line(problem, node, voice, rng, leak) + tail
 
         def correct(m: re.Match[str]) -> str:
             s = m.groups()
@@ -92,51 +196,81 @@ class LabOracle:
 
         return _ASCII_EQUATION.sub(correct, body, count=1) + tail
 
-    def _fix_answer(self, problem: Problem, step: str) -> str:
+    def _fix_answer(self, problem: Problem, step: str, voice: styles.Voice, rng: random.Random) -> str:
         body, tail = _trailing(step)
+        if self._leaks(rng):
+            return styles.oracle_final(problem.answer) + tail
         fixed = replace_answer(body, problem.answer)
-        return (fixed if fixed != body else styles.student_final(problem.answer)) + tail
+        return (fixed if fixed != body else styles.student_final(problem.answer, voice=voice)) + tail
 
     def _acceptable(self, problem: Problem, done: list[str], step: str) -> bool:
         first = first_error_in_steps(problem, [*done, step, styles.student_final(problem.answer)])
         return first < 0 or first > len(done)
 
-    def refine_style_aligned(self, problem: Problem, text: str) -> str:
-        """Fix the first wrong step and what depends on it; every other byte stays the student's."""
+    def _improve(self, problem: Problem, steps: list[str], voice: styles.Voice, rng: random.Random) -> list[str]:
+        """Correct steps as a careful teacher leaves them: restatements added, repeated results dropped."""
+        graph = problem.metadata
+        out: list[str] = []
+        for i, step in enumerate(steps):
+            pending = self._pending(problem, out)
+            body, tail = _trailing(step)
+            if has_equation(step) and pending and Fraction(pending[0]["value"]) in computed_values(step):
+                node = pending[0]
+                if not restates(graph, node, step) and _STUDENT_STEP.match(body):
+                    leak = self._leaks(rng)
+                    rewritten = self._student_line(problem, node, voice, rng, leak)
+                    if not leak:
+                        m, n = _ASCII_EQUATION.search(body), _ASCII_EQUATION.search(rewritten)
+                        rewritten = rewritten[: n.start()] + m.group(0) + rewritten[n.end() :] if m and n else rewritten
+                    step = rewritten + tail
+            elif i > 0 and not has_equation(step) and not answer_of(step) and numbers_in(step) <= computed_values("".join(out)):
+                if out and not _trailing(out[-1])[1]:
+                    out[-1] += tail
+                continue
+            out.append(step)
+        return out
+
+    def refine_style_aligned(self, problem: Problem, text: str, seed: int | None = None) -> str:
+        """Fix the first wrong step and what depends on it, and improve the correct steps, in the
+        student's voice; a trace with nothing to fix or improve is returned unchanged."""
         steps = _split(text)
+        rng = self._rng(problem, seed, "sar")
+        voice = read_voice(text)
         first = first_error_in_steps(problem, steps)
+        out = self._improve(problem, steps if first < 0 else steps[:first], voice, rng)
         if first < 0:
-            return text
-        out = list(steps[:first])
+            return "".join(out)
         pending = self._pending(problem, out)
         sep = step_separator(steps, styles.STEP_SEP)
         answered = False
         for step in steps[first:]:
             if answer_of(step):
-                out += [styles.student_step(problem.metadata, n) + sep for n in pending]
+                out += [self._student_line(problem, n, voice, rng, self._leaks(rng)) + sep for n in pending]
                 pending = []
-                out.append(self._fix_answer(problem, step))
+                out.append(self._fix_answer(problem, step, voice, rng))
                 answered = True
             elif has_equation(step):
                 if pending:
-                    out.append(self._fix_step(problem, step, pending.pop(0)))
+                    out.append(self._fix_step(problem, step, pending.pop(0), voice, rng))
             elif self._acceptable(problem, out, step):
                 out.append(step)
             elif not out:
-                out.append(styles.student_opening(problem.metadata) + _trailing(step)[1])
+                out.append(styles.student_opening(problem.metadata, voice=voice) + _trailing(step)[1])
         if not answered:
             if out and not _trailing(out[-1])[1]:
                 out[-1] += sep
-            out += [styles.student_step(problem.metadata, n) + sep for n in pending]
-            out.append(styles.student_final(problem.answer))
+            out += [self._student_line(problem, n, voice, rng, self._leaks(rng)) + sep for n in pending]
+            out.append(styles.student_final(problem.answer, voice=voice))
         return "".join(out)
 
-    def repair_step(self, problem: Problem, prefix: str, wrong_step: str) -> str:
+    def repair_step(self, problem: Problem, prefix: str, wrong_step: str, seed: int | None = None) -> str:
         """The corrected version of `wrong_step`, the step after `prefix`, in the student's style."""
+        rng = self._rng(problem, seed, f"repair:{prefix}")
+        voice = read_voice(prefix + wrong_step)
         pending = self._pending(problem, _split(prefix))
         if pending and not answer_of(wrong_step):
-            return self._fix_step(problem, wrong_step, pending[0])
-        return self._fix_answer(problem, wrong_step)
+            return self._fix_step(problem, wrong_step, pending[0], voice, rng)
+        return self._fix_answer(problem, wrong_step, voice, rng)
 
 
 _SECTION = re.compile(r"^\[([^\]\n]+)\][ \t]*$", re.MULTILINE)
@@ -156,17 +290,23 @@ class LabOracleEngine:
     (e.g. GSM8K) get `ReferenceOracle`, which works from their reference solutions.
     """
 
-    def __init__(self, world_seed: int = 0, references: Sequence[DatasetConfig] = (), name: str = "lab:oracle") -> None:
+    def __init__(
+        self,
+        world_seed: int = 0,
+        references: Sequence[DatasetConfig] = (),
+        name: str = "lab:oracle",
+        style_leak: float = STYLE_LEAK,
+    ) -> None:
         self.name = name
         self.world_seed = world_seed
         self.references = list(references)
-        self.oracle = LabOracle()
+        self.oracle = LabOracle(style_leak)
         self.reference_oracle = ReferenceOracle()
 
     @classmethod
     def from_config(cls, cfg: EngineConfig | None = None) -> LabOracleEngine:
         cfg = cfg or EngineConfig(type="lab-oracle")
-        return cls(world_seed=cfg.world_seed, references=cfg.references)
+        return cls(world_seed=cfg.world_seed, references=cfg.references, style_leak=cfg.style_leak)
 
     @cached_property
     def _reference_index(self) -> dict[str, Problem]:
@@ -183,8 +323,8 @@ class LabOracleEngine:
     def _oracle_for(self, problem: Problem) -> LabOracle | ReferenceOracle:
         return self.oracle if has_graph(problem) else self.reference_oracle
 
-    def answer(self, prompt: str) -> str:
-        """The oracle's reply to one rendered user prompt."""
+    def answer(self, prompt: str, seed: int | None = None) -> str:
+        """The oracle's reply to one rendered user prompt; `seed` draws its imperfections."""
         parts = sections(prompt)
         if "Math Problem" in parts and "<paragraph_" in prompt:
             problem = self._problem(parts["Math Problem"])
@@ -197,11 +337,15 @@ class LabOracleEngine:
             return _REFUSAL
         if problem is None:
             raise EngineError(f"lab oracle: unrecognised prompt (no [Problem] section): {prompt[:120]!r}")
-        oracle = self._oracle_for(problem)
         if "Wrong Step" in parts:
-            return oracle.repair_step(problem, parts.get("Steps So Far", ""), parts["Wrong Step"])
+            if not has_graph(problem):
+                return self.reference_oracle.repair_step(problem, parts.get("Steps So Far", ""), parts["Wrong Step"])
+            return self.oracle.repair_step(problem, parts.get("Steps So Far", ""), parts["Wrong Step"], seed)
         if "Student Solution" in parts:
-            return oracle.refine_style_aligned(problem, parts["Student Solution"])
+            if not has_graph(problem):
+                return self.reference_oracle.refine_style_aligned(problem, parts["Student Solution"])
+            return self.oracle.refine_style_aligned(problem, parts["Student Solution"], seed)
+        oracle = self._oracle_for(problem)
         if "Solution" in parts:
             return oracle.refine(problem, parts["Solution"])
         if re.search(r"\bsolve\b", prompt, re.I):
@@ -214,7 +358,7 @@ class LabOracleEngine:
             user = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
             if user is None:
                 raise EngineError(f"lab oracle: request {request.id or '?'} has no user message")
-            text = self.answer(user)
+            text = self.answer(user, sampling.seed)
             if request.prefix:
                 if not text.startswith(request.prefix):
                     raise EngineError(f"lab oracle: request {request.id or '?'}: cannot continue a foreign prefix")

@@ -1,22 +1,31 @@
-"""The lab's student: a tiny Qwen2 causal LM pretrained on CPU on its own native writing style.
+"""The lab's student: a tiny Qwen2 causal LM pretrained on CPU, mostly on its own native writing style.
 
 Recipe (`RECIPES["student"]`): a byte-level BPE tokenizer trained with
-`tokenizers` on lab text, digits split into single tokens, with a chat
-template and an EOS token; a 3-layer Qwen2 (d=96, ~0.4M parameters) trained
-from scratch with AdamW for 1250 steps of 32 `pretrain`-split problems (never
-the train or test splits): warmup, a constant learning rate, then a linear
-decay to zero over the last 40% of the steps. Loss is on the response only,
-inputs tokenized exactly as every engine tokenizes them. That is about 4.5
-minutes on 2 idle cores (< 1 GiB RAM).
+`tokenizers` on lab text, digits split into single tokens with the space
+before a number kept on its first digit, with a chat template and an EOS
+token; a 3-layer Qwen2 (d=96, ~0.4M parameters) trained from scratch with
+AdamW for 2400 steps of 32 `pretrain`-split problems (never the train or test
+splits; difficulty levels 1-3 only, see `world.LEVELS`): warmup, a constant
+learning rate, then a linear decay to zero over the last 40% of the steps.
+Loss is on the response only, inputs tokenized exactly as every engine
+tokenizes them.
 
-The step budget, not injected noise, is what makes the student fallible. It
-learns the format and the reasoning pattern within a few hundred steps, but
-copying the right number for the right person out of the question comes late,
-in a sharp transition (greedy test accuracy at a constant learning rate: 3%
-at step 1000, 16% at 1500, 34% at 2000, 49% at 2500). The final decay lands the
-1250-step student inside that transition: it solves about a third of the test
-problems greedily, about half with 8 samples, and its errors are wrong
-look-ups and wrong sums (`benchmarks/lab.py`).
+The corpus (`pretraining_corpus`) is a mixture like a real model's: mostly
+the student's native style with its paraphrases and habits
+(`styles.student_solution`), plus `oracle_fraction` oracle-style and
+`gold_fraction` reference-style solutions of other pretraining problems, so
+every token a stream uses has been a training target (`TRAINED_TOKENS`
+records which were; `untrained_token_share` checks a stream against it).
+Most of the foreign documents are seen under a system message of their own,
+so the student's answer to its bare prompt stays its native style.
+
+What makes the student fallible is what it has not learned, never noise at
+sampling: copying the right number for the right person out of a longer
+question comes late in training, so accuracy falls with difficulty (levels 4
+and 5 are longer than anything it pretrained on). Measured greedy accuracy
+and pretraining time are in `benchmarks/lab.py` and docs/lab.md. One thread or
+two give the same loss curve (to four decimals at every logged step of the
+900 compared), so a build does not depend on the machine's thread count.
 
 The result is cached under `cache_dir()/lab/<name>-<recipe hash>` and written
 atomically (built in a temporary folder, then renamed), so a second call is
@@ -31,12 +40,13 @@ import random
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stylealign.engines.base import Request, encode_prompt_response
 from stylealign.lab.styles import oracle_solution, student_solution
-from stylealign.lab.world import generate, load_lab_problems
+from stylealign.lab.world import load_lab_problems
 from stylealign.records import content_id
 
 CHAT_TEMPLATE = (
@@ -55,12 +65,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         "num_hidden_layers": 3,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "steps": 1250,
+        "steps": 2400,
         "batch_size": 32,
         "learning_rate": 8e-3,
         "warmup_steps": 20,
         "decay_fraction": 0.4,
         "weight_decay": 0.01,
+        "oracle_fraction": 0.1,
+        "gold_fraction": 0.06,
+        "foreign_plain_fraction": 0.3,
         "seed": 0,
     }
 }
@@ -98,13 +111,13 @@ def ensure_student(name: str = "student", log: Callable[[str], None] | None = No
 
 
 def _tokenizer(corpus: list[str], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -116,11 +129,55 @@ def _tokenizer(corpus: list[str], vocab_size: int):
     return tokenizer
 
 
-def encode_examples(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], int]]:
+@dataclass(frozen=True)
+class Document:
+    """One pretraining example: a question, a solution in some style, and the context it was seen in."""
+
+    question: str
+    solution: str
+    style: str = "student"
+    system: str | None = None
+
+    def request(self) -> Request:
+        return Request.from_prompt(self.question, system=self.system)
+
+
+FOREIGN_CONTEXTS = {"oracle": "A worked solution from a textbook.", "gold": "A solution with calculator notes."}
+"""The system message a foreign-style document is seen under, when it is not seen under the student's prompt."""
+
+
+def pretraining_corpus(recipe: dict[str, Any]) -> list[Document]:
+    """The student's pretraining mixture over `pretrain`-split problems (never train or test).
+
+    Mostly the student's native style with its paraphrases and habits; `oracle_fraction` and
+    `gold_fraction` of the problems are written in the oracle's or the dataset's style instead, so every
+    token a stream can use has been a training target. A real model has read polished prose and LaTeX but
+    answers its own prompt in its own way: most foreign documents are seen under a system message of their
+    own, and only `foreign_plain_fraction` of them under the bare prompt the student answers.
+    """
+    problems = load_lab_problems("pretrain", limit=recipe["problems"], seed=recipe["world_seed"])
+    rng = random.Random(f"corpus:{recipe['seed']}")
+    documents = []
+    for problem in problems:
+        graph, draw = problem.metadata, rng.random()
+        if draw < recipe.get("oracle_fraction", 0.0):
+            style, solution = "oracle", oracle_solution(graph, problem.question + str(rng.random()))
+        elif draw < recipe.get("oracle_fraction", 0.0) + recipe.get("gold_fraction", 0.0):
+            style, solution = "gold", problem.reference_solution or ""
+        else:
+            documents.append(Document(problem.question, student_solution(graph, rng)))
+            continue
+        plain = rng.random() < recipe.get("foreign_plain_fraction", 1.0)
+        documents.append(Document(problem.question, solution, style, None if plain else FOREIGN_CONTEXTS[style]))
+    return documents
+
+
+def encode_examples(tokenizer, documents: list[Document] | list[tuple[str, str]]) -> list[tuple[list[int], int]]:
     """(token ids, prompt length) per example: the rendered prompt, the solution, EOS (the engines' tokenization)."""
     examples = []
-    for question, solution in pairs:
-        ids, prompt_len = encode_prompt_response(tokenizer, Request.from_prompt(question), solution)
+    for doc in documents:
+        doc = doc if isinstance(doc, Document) else Document(*doc)
+        ids, prompt_len = encode_prompt_response(tokenizer, doc.request(), doc.solution)
         examples.append((ids + [tokenizer.eos_token_id], prompt_len))
     return examples
 
@@ -173,11 +230,9 @@ def pretrain(
     torch.set_num_threads(recipe.get("threads") or min(2, os.cpu_count() or 1))
     torch.manual_seed(recipe["seed"])
     rng = random.Random(recipe["seed"])
-    problems = load_lab_problems("pretrain", limit=recipe["problems"], seed=recipe["world_seed"])
-    pairs = [(p.question, student_solution(p.metadata)) for p in problems]
-    oracle_text = [oracle_solution(generate(recipe["world_seed"], -1 - i), str(i)) for i in range(200)]
-    tokenizer = _tokenizer([q for q, _ in pairs] + [s for _, s in pairs] + oracle_text, recipe["vocab_size"])
-    examples = encode_examples(tokenizer, pairs)
+    documents = pretraining_corpus(recipe)
+    tokenizer = _tokenizer([d.question for d in documents] + [d.solution for d in documents], recipe["vocab_size"])
+    examples = encode_examples(tokenizer, documents)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=recipe["hidden_size"],
@@ -224,5 +279,26 @@ def pretrain(
     info = {"recipe": recipe, "parameters": sum(p.numel() for p in model.parameters()),
             "seconds": round(time.perf_counter() - start, 1),
             "cpu_seconds": round(time.process_time() - cpu_start, 1), "final_loss": round(loss.item(), 4)}  # fmt: skip
+    trained = sorted({t for ids, prompt_len in examples for t in ids[prompt_len:]})
+    (out / TRAINED_TOKENS).write_text(json.dumps(trained), encoding="utf-8")
     (out / "recipe.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
+
+
+TRAINED_TOKENS = "trained_tokens.json"
+"""The token ids that were a training target in pretraining, written beside the model."""
+
+
+def untrained_token_share(model_dir: str | Path, texts: list[str]) -> float | None:
+    """Share of the tokens of `texts` that were never a training target of the lab model in `model_dir`
+    (None for a model without that record). Such tokens carry an arbitrary loss: a stream full of them
+    measures the vocabulary, not the student's taste."""
+    record = Path(model_dir) / TRAINED_TOKENS
+    if not record.is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    trained = set(json.loads(record.read_text(encoding="utf-8")))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = [t for text in texts for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    return sum(t not in trained for t in ids) / len(ids) if ids else 0.0

@@ -1,93 +1,186 @@
-"""The two ways of writing a lab solution: the student's native style and the oracle's polished one.
+"""The ways of writing a lab solution: the student's native style, the oracle's polished one, and the gold.
 
-The student writes like a small model trained on terse worked examples: it
-restates the starting fact, then one sentence per operation that repeats the
-fact it uses and does the arithmetic in ASCII (`..., so Anna has 12 * 3 = 36
-apples.`), and ends with `The answer is N.` The oracle
-writes like a large instruct model: an opening sentence, transitions,
-explanations before results, LaTeX inline math (`\\( 3 \\times 12 = 36 \\)`,
-`\\frac{}{}`), two operations per paragraph and a boxed final answer. Both
-separate steps with blank lines, so `split_steps(text)` sees their steps.
+The student writes like a small model trained on terse worked examples: one
+line per operation that usually restates the fact it uses and does the
+arithmetic in ASCII (`..., so Anna has 12 * 3 = 36 apples.`), and a closing
+`The answer is N.` It has several ways of saying each of these (`Voice`: a
+connector, a verb, an opening, a closing, whether to repeat the unit), picks
+among them per step, and has two habits a careful teacher would correct: it
+sometimes skips restating the fact it uses, and sometimes repeats a result on
+a line of its own. Those paraphrases give its own samples a realistic
+perplexity (a real model is never certain of its next word), and the habits
+give Style-Aligned Refinement something to improve beyond wrong answers.
+
+The oracle writes like a large instruct model: an opening sentence,
+transitions, explanations before results ("Since ..., ..."), LaTeX inline
+math (`\\( 3 \\times 12 = 36 \\)`, `\\frac{}{}`), two operations per
+paragraph and a boxed final answer. Both separate steps with blank lines, so
+`split_steps(text)` sees their steps.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
 STEP_SEP = "\n\n"
 ASCII_OPS = {"+": "+", "-": "-", "*": "*", "/": "/"}
 WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 FRACTION_WORDS = {2: "half", 3: "a third", 4: "a quarter"}
-OPENINGS = (
+
+STUDENT_CONNECTORS = (", so", ". So", ", which means", ", therefore")
+STUDENT_VERBS = ("has", "now has", "ends up with")
+STUDENT_OPENINGS = ("{who} has {n} {items}.", "{who} starts with {n} {items}.", "First, {who} has {n} {items}.")
+STUDENT_TOGETHER = ("Together {who} have {eq} {items}.", "{who} have {eq} {items} together.", "In total, {who} have {eq} {items}.")
+STUDENT_COST_VERBS = ("cost", "are worth")
+STUDENT_FINALS = ("The answer is {n}.", "So the answer is {n}.", "The final answer is {n}.")
+SKIP_RESTATEMENT = 0.2
+"""How often the student computes a step without restating the fact it uses."""
+REPEAT_RESULT = 0.1
+"""How often the student repeats a result on a line of its own (`So Anna has 36 apples.`)."""
+
+ORACLE_OPENINGS = (
     "Let's work through the relationships one at a time.",
     "We can find the answer by computing each quantity from the one it depends on.",
     "To solve this, we track how many each person has, step by step.",
 )
 TRANSITIONS = ("Next,", "Then,", "Moving on,", "Now,")
+ORACLE_BECAUSE = ("Since", "Because", "Given that")
 
 
-def student_equation(a: int, op: str, b: int, value: int | str) -> str:
+@dataclass(frozen=True)
+class Voice:
+    """One choice of the student's phrasing; `None` fields are picked per step."""
+
+    connector: str | None = None
+    verb: str | None = None
+    opening: str | None = None
+    final: str | None = None
+    unit: bool | None = None
+
+    @classmethod
+    def canonical(cls) -> Voice:
+        return cls(STUDENT_CONNECTORS[0], STUDENT_VERBS[0], STUDENT_OPENINGS[0], STUDENT_FINALS[0], True)
+
+
+def _pick(fixed: Any, options: tuple, rng: random.Random | None) -> Any:
+    if fixed is not None:
+        return fixed
+    return options[0] if rng is None else rng.choice(options)
+
+
+def student_equation(a: int, op: str, b: int, value: int | str, swap: bool = False) -> str:
+    """`a op b = value`; `swap` writes commutative operations the other way round (`b op a`)."""
+    if swap and op in "+*":
+        a, b = b, a
     return f"{a} {ASCII_OPS[op]} {b} = {value}"
 
 
-def student_step(graph: dict[str, Any], node: dict[str, Any]) -> str:
-    """One operation in the student's words: the fact it uses, restated, then the arithmetic.
+def student_step(
+    graph: dict[str, Any],
+    node: dict[str, Any],
+    rng: random.Random | None = None,
+    voice: Voice = Voice(),
+    restate: bool = True,
+) -> str:
+    """One operation in the student's words: (usually) the fact it uses, restated, then the arithmetic.
 
-    `node` carries the (possibly wrong) a, b and value, so the same template writes repairs.
+    `node` carries the (possibly wrong) a, b and value, so the same template writes repairs. Without
+    `rng` every choice is the first (canonical) one.
     """
-    eq = student_equation(node["a"], node["op"], node["b"], node["value"])
+    swap = rng is not None and rng.random() < 0.5
+    eq = student_equation(node["a"], node["op"], node["b"], node["value"], swap)
+    unit = _pick(voice.unit, (True, False), rng)
+    items = f" {graph['items']}" if unit else ""
     if node["kind"] == "together":
-        return f"Together {node['subject']} have {eq} {graph['items']}."
+        return _pick(None, STUDENT_TOGETHER, rng).format(who=node["subject"], eq=eq, items=graph["items"])
+    connector = _pick(voice.connector, STUDENT_CONNECTORS, rng)
     facts = {f["id"]: f["text"] for f in graph["facts"]}
     clause = facts[node["args"][1]].rstrip(".")
     if node["kind"] == "cost":
-        return f"{clause}, so {node['subject']}'s {graph['items']} cost {eq} dollars."
-    return f"{clause}, so {node['subject']} has {eq} {graph['items']}."
+        verb = _pick(None, STUDENT_COST_VERBS, rng)
+        result = f"{node['subject']}'s {graph['items']} {verb} {eq} dollars."
+    else:
+        result = f"{node['subject']} {_pick(voice.verb, STUDENT_VERBS, rng)} {eq}{items}."
+    if not restate:
+        return result[0].upper() + result[1:]
+    return f"{clause}{connector} {result}" if connector != ". So" else f"{clause}. So {result}"
 
 
-def student_final(answer: int | str) -> str:
-    return f"The answer is {answer}."
+def student_repeat(graph: dict[str, Any], node: dict[str, Any]) -> str:
+    """The student's redundant line: a result it has just computed, said again."""
+    if node["kind"] == "cost":
+        return f"So {node['subject']}'s {graph['items']} cost {node['value']} dollars."
+    verb = "have" if node["kind"] == "together" else "has"
+    return f"So {node['subject']} {verb} {node['value']} {graph['items']}."
 
 
-def student_opening(graph: dict[str, Any]) -> str:
-    return f"{graph['start']['subject']} has {graph['start']['value']} {graph['items']}."
+def student_final(answer: int | str, rng: random.Random | None = None, voice: Voice = Voice()) -> str:
+    return _pick(voice.final, STUDENT_FINALS, rng).format(n=answer)
 
 
-def student_solution(graph: dict[str, Any]) -> str:
-    steps = [student_opening(graph), *(student_step(graph, n) for n in graph["nodes"])]
-    steps.append(student_final(graph["nodes"][-1]["value"]))
+def student_opening(graph: dict[str, Any], rng: random.Random | None = None, voice: Voice = Voice()) -> str:
+    start = graph["start"]
+    return _pick(voice.opening, STUDENT_OPENINGS, rng).format(who=start["subject"], n=start["value"], items=graph["items"])
+
+
+def student_solution(graph: dict[str, Any], rng: random.Random | None = None) -> str:
+    """A solution in the student's native style; without `rng`, the canonical phrasing and no habits."""
+    steps = [student_opening(graph, rng)]
+    for node in graph["nodes"]:
+        restate = rng is None or node["kind"] == "together" or rng.random() >= SKIP_RESTATEMENT
+        steps.append(student_step(graph, node, rng, restate=restate))
+        if rng is not None and node is not graph["nodes"][-1] and rng.random() < REPEAT_RESULT:
+            steps.append(student_repeat(graph, node))
+    steps.append(student_final(graph["nodes"][-1]["value"], rng))
     return STEP_SEP.join(steps)
 
 
-def _oracle_math(node: dict[str, Any]) -> str:
-    a, b, v, op = node["a"], node["b"], node["value"], node["op"]
+def oracle_math(node: dict[str, Any], a: int | None = None, b: int | None = None) -> str:
+    """The operation in LaTeX inline math; `a`/`b` override the operand order (a refinement keeps the author's)."""
+    a = node["a"] if a is None else a
+    b = node["b"] if b is None else b
+    v, op = node["value"], node["op"]
     if op == "*":
-        return f"\\( {b} \\times {a} = {v} \\)" if node["kind"] == "relation" else f"\\( {a} \\times {b} = {v} \\)"
+        if node["kind"] == "relation" and (a, b) == (node["a"], node["b"]):
+            a, b = b, a
+        return f"\\( {a} \\times {b} = {v} \\)"
     if op == "/":
         return f"\\( \\frac{{{a}}}{{{b}}} = {v} \\)"
     return f"\\( {a} {op} {b} = {v} \\)"
 
 
-def oracle_sentence(graph: dict[str, Any], node: dict[str, Any]) -> str:
-    """One operation explained before it is computed, the way a large instruct model writes."""
-    items, math = graph["items"], _oracle_math(node)
-    if node["kind"] == "together":
-        return f"Adding the two amounts, {node['subject']} have {math} {items} in total."
-    if node["kind"] == "cost":
-        return f"At \\( {node['b']} \\) dollars per {graph['item']}, {node['subject']}'s {items} are worth {math} dollars."
+def oracle_reason(node: dict[str, Any]) -> str:
     who, ref, b = node["subject"], node["ref"], node["b"]
-    reason = {
+    return {
         "+": f"{who} has {b} more than {ref}",
         "-": f"{who} has {b} fewer than {ref}",
         "*": f"{who} has {WORDS.get(b, b)} times as many as {ref}",
         "/": f"{who} has {FRACTION_WORDS.get(b, f'1/{b}')} as many as {ref}",
     }[node["op"]]
-    return f"Since {reason}, {who} has {math} {items}."
+
+
+def oracle_sentence(
+    graph: dict[str, Any], node: dict[str, Any], rng: random.Random | None = None, math: str | None = None
+) -> str:
+    """One operation explained before it is computed, the way a large instruct model writes."""
+    items, math = graph["items"], math or oracle_math(node)
+    if node["kind"] == "together":
+        return f"Adding the two amounts, {node['subject']} have {math} {items} in total."
+    if node["kind"] == "cost":
+        return f"At \\( {node['b']} \\) dollars per {graph['item']}, {node['subject']}'s {items} are worth {math} dollars."
+    because = _pick(None, ORACLE_BECAUSE, rng)
+    return f"{because} {oracle_reason(node)}, {node['subject']} has {math} {items}."
 
 
 def oracle_final(answer: int | str) -> str:
     return f"Therefore, the answer is \\( \\boxed{{{answer}}} \\)."
+
+
+def oracle_start(graph: dict[str, Any]) -> str:
+    start = graph["start"]
+    return f"We start from {start['subject']}, who has \\( {start['value']} \\) {graph['items']}."
 
 
 def oracle_solution(graph: dict[str, Any], question: str, groups: list[list[dict[str, Any]]] | None = None) -> str:
@@ -96,12 +189,11 @@ def oracle_solution(graph: dict[str, Any], question: str, groups: list[list[dict
     nodes = graph["nodes"]
     if groups is None:
         groups = [nodes[i : i + 2] for i in range(0, len(nodes), 2)]
-    start = graph["start"]
-    paragraphs = [rng.choice(OPENINGS)]
+    paragraphs = [rng.choice(ORACLE_OPENINGS)]
     for i, group in enumerate(groups):
-        sentences = [oracle_sentence(graph, n) for n in group]
+        sentences = [oracle_sentence(graph, n, rng) for n in group]
         if i == 0:
-            sentences.insert(0, f"We start from {start['subject']}, who has \\( {start['value']} \\) {graph['items']}.")
+            sentences.insert(0, oracle_start(graph))
         else:
             sentences[0] = f"{rng.choice(TRANSITIONS)} {sentences[0][0].lower()}{sentences[0][1:]}"
         paragraphs.append(" ".join(sentences))

@@ -2,7 +2,13 @@
 
 Problems chain comparisons between people ("Anna has 3 times as many apples
 as Tom"), in the spirit of GSM8K, and may end by combining two results or
-pricing the last one. Every problem is generated from `(seed, index)` alone,
+pricing the last one. Each problem has a difficulty `level` (1-5, in
+`metadata["level"]`): the level is the number of comparisons in the chain,
+and higher levels also carry more distractor facts and larger numbers
+(`LEVELS`). The student's pretraining corpus holds levels 1-3 only, while the
+train and test splits hold all five equally, so a converged student is
+reliable on short chains and fails more often the longer and larger a problem
+gets, as a real model does. Every problem is generated from `(seed, index)` alone,
 so the world is deterministic; a hash of the question text assigns it to a
 split, so splits are disjoint by construction. `Problem.metadata` holds the
 JSON-able graph (`facts`, `nodes`, `subjects`, `item`) the checker and the
@@ -37,15 +43,20 @@ DISTRACTORS = (
 SPLITS = {"test": (0, 10, 1000), "train": (10, 40, 5000), "pretrain": (40, 100, None)}
 """split -> (first hash bucket, end bucket out of 100, default size)."""
 
-MAX_VALUE = 200
+LEVELS: dict[int, dict[str, Any]] = {
+    1: {"distractors": (0, 0), "start": (4, 30), "max_value": 200},
+    2: {"distractors": (0, 1), "start": (4, 30), "max_value": 200},
+    3: {"distractors": (1, 1), "start": (4, 40), "max_value": 200},
+    4: {"distractors": (1, 1), "start": (10, 60), "max_value": 400},
+    5: {"distractors": (1, 2), "start": (10, 90), "max_value": 600},
+}
+"""level -> distractor facts (min, max), starting value range, cap on any intermediate value.
+The level itself is the number of comparisons in the chain."""
+PRETRAIN_LEVELS = (1, 2, 3)
 
 
-def _relation(rng: random.Random, cur: int) -> tuple[str, int, int] | None:
-    """One comparison step from the current value: (op, operand, result), or None if none fits.
-
-    Numbers stay small (mostly two digits): the lab's difficulty is set so a CPU-sized student
-    learns the task but not all of its arithmetic.
-    """
+def _relation(rng: random.Random, cur: int, max_value: int) -> tuple[str, int, int] | None:
+    """One comparison step from the current value: (op, operand, result), or None if none fits."""
     options = ["+"]
     if cur <= 25:
         options.append("*")
@@ -62,29 +73,30 @@ def _relation(rng: random.Random, cur: int) -> tuple[str, int, int] | None:
         return op, b, cur - b
     if op == "*":
         b = rng.choice([2, 3, 4] if cur <= 12 else [2, 3])
-        return (op, b, cur * b) if cur * b <= MAX_VALUE else None
+        return (op, b, cur * b) if cur * b <= max_value else None
     b = rng.choice([b for b in FRACTIONS if cur % b == 0])
     return op, b, cur // b
 
 
-def generate(seed: int, index: int) -> dict[str, Any]:
-    """The graph of problem `index` of the world `seed` (pure: same inputs, same problem)."""
+def generate(seed: int, index: int, levels: tuple[int, ...] = tuple(LEVELS)) -> dict[str, Any]:
+    """The graph of problem `index` of the world `seed` (pure: same inputs, same problem), at one of `levels`."""
     rng = random.Random(f"stylealign-lab:{seed}:{index}")
+    level = levels[index % len(levels)]
+    spec = LEVELS[level]
     item, items = rng.choice(ITEMS)
-    n_rel = rng.randint(1, 4)
-    ending = rng.choice(["ask", "together", "cost"]) if n_rel < 4 else rng.choice(["together", "cost"])
-    if n_rel == 1 and ending == "ask":
-        ending = rng.choice(["together", "cost"])
-    names = rng.sample(NAMES, n_rel + 2)
-    start = rng.randint(4, 30)
+    n_rel = level
+    ending = rng.choice(["together", "cost"]) if n_rel == 1 else rng.choice(["ask", "together", "cost"])
+    n_distractors = rng.randint(*spec["distractors"])
+    names = rng.sample(NAMES, n_rel + 1 + n_distractors)
+    start = rng.randint(*spec["start"])
     facts: list[dict[str, Any]] = [{"id": "f0", "value": start, "text": f"{names[0]} has {start} {items}."}]
     nodes: list[dict[str, Any]] = []
     values = {names[0]: start}
     prev, prev_id = names[0], "f0"
     for i in range(1, n_rel + 1):
-        rel = _relation(rng, values[prev])
+        rel = _relation(rng, values[prev], spec["max_value"])
         while rel is None:
-            rel = _relation(rng, values[prev])
+            rel = _relation(rng, values[prev], spec["max_value"])
         op, b, value = rel
         who = names[i]
         if op == "+":
@@ -124,21 +136,21 @@ def generate(seed: int, index: int) -> dict[str, Any]:
     else:
         ask = f"How many {items} does {last} have?"
     sentences = [f["text"] for f in facts]
-    distractor = None
-    if rng.random() < 0.4:
+    distractors = []
+    for name in names[n_rel + 1 :]:
         other_items = rng.choice([p for _, p in ITEMS if p != items])
-        template = rng.choice(DISTRACTORS)
-        distractor = {"value": rng.randint(3, 40), "text": ""}
-        distractor["text"] = template.format(name=names[-1], n=distractor["value"], other=other_items)
-        sentences.insert(rng.randint(1, len(sentences)), distractor["text"])
+        value = rng.randint(3, 40)
+        distractors.append({"value": value, "text": rng.choice(DISTRACTORS).format(name=name, n=value, other=other_items)})
+        sentences.insert(rng.randint(1, len(sentences)), distractors[-1]["text"])
     return {
         "question": " ".join([*sentences, ask]),
+        "level": level,
         "item": item,
         "items": items,
         "start": {"subject": names[0], "value": start},
         "facts": facts,
         "nodes": nodes,
-        "distractor": distractor,
+        "distractors": distractors,
         "answer": nodes[-1]["value"],
     }
 
@@ -163,7 +175,7 @@ def _bucket(question: str) -> int:
 
 
 def to_problem(graph: dict[str, Any], seed: int, split: str) -> Problem:
-    metadata = {k: graph[k] for k in ("item", "items", "start", "facts", "nodes", "distractor")}
+    metadata = {k: graph[k] for k in ("level", "item", "items", "start", "facts", "nodes", "distractors")}
     metadata.update(seed=seed, split=split)
     return Problem(
         id=f"lab-{content_id(seed, graph['question'])}",
@@ -180,10 +192,11 @@ def iter_split(split: str, seed: int = 0):
     if split not in SPLITS:
         raise ValueError(f"unknown lab split {split!r}; choose from {sorted(SPLITS)}")
     lo, hi, _ = SPLITS[split]
+    levels = PRETRAIN_LEVELS if split == "pretrain" else tuple(LEVELS)
     seen: set[str] = set()
     index = 0
     while True:
-        graph = generate(seed, index)
+        graph = generate(seed, index, levels)
         index += 1
         question = graph["question"]
         if lo <= _bucket(question) < hi and question not in seen:

@@ -18,6 +18,8 @@ from stylealign.engines.base import Engine, Request, TokenScores
 from stylealign.steps import split_steps
 
 QUARTERS = ("q1", "q2", "q3", "q4")
+IMPROBABLE_LOGPROB = math.log(1e-6)
+"""A response token the student gives less than this probability is one it has practically never seen there."""
 
 
 def _ppl(nll: float | None) -> float | None:
@@ -46,7 +48,8 @@ def cost_from_scores(scores: TokenScores, text: str) -> dict[str, Any]:
     nlls = [-lp for lp in scores.logprobs]
     n = len(nlls)
     nll = _mean(nlls)
-    out: dict[str, Any] = {"nll": nll, "ppl": _ppl(nll), "tokens": n}
+    out: dict[str, Any] = {"nll": nll, "ppl": _ppl(nll), "tokens": n,
+                           "improbable_tokens": sum(lp < IMPROBABLE_LOGPROB for lp in scores.logprobs)}
     bounds = [round(i * n / 4) for i in range(5)]
     quarter_tokens = []
     for i, q in enumerate(QUARTERS):

@@ -44,6 +44,8 @@ def summarize(traces: Sequence[Trace], problem_ids: Sequence[str]) -> dict[str, 
     for i, q in enumerate(QUARTERS):
         row[f"ppl_{q}"] = _weighted_ppl([(x.get(f"nll_{q}"), (x.get("quarter_tokens") or [0] * 4)[i]) for x in m])
     row["mean_trace_ppl"] = _mean([x["ppl"] for x in m if x.get("ppl") is not None])
+    tokens = sum(x.get("tokens", 0) for x in m if "improbable_tokens" in x)
+    row["improbable_token_share"] = sum(x.get("improbable_tokens", 0) for x in m) / tokens if tokens else None
     edits = [x["edit_distance"] for x in m if x.get("edit_distance") is not None]
     row["edit_distance"] = _mean(edits)
     return row

@@ -1,7 +1,8 @@
 """Pluggable reward scorers: how good a trace *looks*, stored per trace with the scorer's name.
 
-- "lab": the step checker (`stylealign.lab.reward.process_reward`, the fraction of steps accepted),
-  against the graph of a lab problem or the reference solution of any other.
+- "lab": the step checker (the fraction of steps accepted, against the graph of a lab problem or the
+  reference solution of any other) plus `style_preference` times a polish score, standing in for a
+  reward model's known taste for polished text (`stylealign.lab.reward`).
 - "orm": a Hugging Face sequence-classification reward model on (question, solution); the score is the
   single logit, or the probability of the last label for multi-label heads.
 - "prm": the same kind of model applied to every step prefix (steps cut at `step_separator`); a trace's
@@ -41,10 +42,16 @@ class NoReward:
 class LabReward:
     name = "lab"
 
-    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
-        from stylealign.lab.reward import process_reward
+    def __init__(self, style_preference: float = 1.0) -> None:
+        self.style_preference = style_preference
 
-        return [{"reward": float(process_reward(p, t))} for p, t in zip(problems, texts, strict=True)]
+    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
+        from stylealign.lab.reward import lab_reward, polish, process_reward
+
+        return [
+            {"reward": lab_reward(p, t, self.style_preference), "reward_checker": process_reward(p, t), "polish": polish(t)}
+            for p, t in zip(problems, texts, strict=True)
+        ]
 
 
 class ClassifierReward:
@@ -136,7 +143,7 @@ def make_scorer(cfg: RewardConfig, ctx: RunContext) -> RewardScorer:
     if cfg.type == "none":
         return NoReward()
     if cfg.type == "lab":
-        return LabReward()
+        return LabReward(cfg.style_preference)
     if cfg.type in ("orm", "prm"):
         if not cfg.model:
             raise ValueError(f"reward.type {cfg.type!r} needs reward.model (a sequence-classification model)")

@@ -13,6 +13,7 @@ the tokens carrying most of the loss — printed as a table and written to
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -66,6 +67,28 @@ def _drop_shadowing(ctx: RunContext, name: str, items: list[WorkItem]) -> None:
         stage.clear()
 
 
+def vocabulary_guards(ctx: RunContext, texts: list[str], ppl: float | None) -> dict[str, Any]:
+    """Signs that a stream's cost measures the student's vocabulary rather than its taste: the share of
+    tokens a lab student never trained on, and a warning when PPL is worse than guessing uniformly."""
+    from stylealign.lab.student import untrained_token_share
+    from stylealign.models import resolve_model
+
+    spec = ctx.config.student.engine.model or ""
+    local = spec.startswith("lab:") or Path(spec).is_dir()
+    path = resolve_model(spec) if local else None
+    out: dict[str, Any] = {"untrained_token_share": untrained_token_share(path, texts) if path else None}
+    vocab = getattr(getattr(ctx.student(), "tokenizer", None), "vocab_size", None)
+    out["warnings"] = []
+    if ppl is not None and vocab and ppl > vocab:
+        out["warnings"].append(
+            f"PPL {ppl:.3g} exceeds the vocabulary size {vocab}: the student does worse than uniform guessing, "
+            "so this cost reflects tokens it never learned, not its style"
+        )
+    if (out["untrained_token_share"] or 0) > 0.01:
+        out["warnings"].append(f"{out['untrained_token_share']:.1%} of the tokens were never a training target of the student")
+    return out
+
+
 def score_stage(ctx: RunContext) -> dict[str, Any]:
     problems = {p.id: p for p in ctx.problems()}
     samples = current_samples(ctx)
@@ -115,10 +138,18 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         row["reward_model"] = scored[0].metrics.get("reward_model") if scored else None
         row["drift_tokenizer"] = tokenizer_name
         row["oracle_failures"] = len(ctx.store.stage(f"failures_stream_{name}").records(Trace))
+        row.update(vocabulary_guards(ctx, [t.text for t in scored], row.get("ppl")))
         if name == "sar":
-            row["sar_accepted"] = sum(t.metrics.get("sar_outcome") == "accepted" for t in scored)
+            accepted = [t for t in scored if t.metrics.get("sar_outcome") == "accepted"]
+            row["sar_accepted"] = len(accepted)
+            row["sar_retried"] = sum(t.metrics.get("sar_attempts", 1) > 1 for t in accepted)
+            row["sar_kept_parent"] = sum(t.metrics.get("sar_outcome") == "kept_parent" for t in scored)
+            row["sar_identical_to_parent"] = sum(t.text == parents.get(t.parent_id) for t in scored)
         row.update(stream_spec(name).summarize(scored))
         rows.append(row)
     ctx.store.write_json("streams.json", rows)
     print_table(ctx, rows)
+    for row in rows:
+        for warning in row["warnings"]:
+            ctx.console.print(f"[yellow]warning[/yellow] {row['stream']}: {warning}")
     return {"streams": len(rows), "traces": sum(r["traces"] for r in rows)}

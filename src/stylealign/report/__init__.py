@@ -14,7 +14,7 @@ from typing import Any
 
 from stylealign.report.figures import Curves, make_figures
 from stylealign.report.html import render_html
-from stylealign.report.table import contrast_table, markdown_table, mode_sentence, paradox, rich_table
+from stylealign.report.table import contrast_table, data_sentence, markdown_table, mode_sentence, paradox, rich_table
 from stylealign.report.verdict import verdict
 
 __all__ = ["build_report", "report_stage", "write_report"]
@@ -83,7 +83,7 @@ def write_report(report: dict[str, Any], run_dir: str | Path, curves: Curves | N
     )
     paths["md"].write_text(
         f"# stylealign report — {report['name']}\n\n**Verdict: {report['verdict']['verdict']}.** "
-        f"{report['verdict']['sentence']}\n\n{mode_sentence(report)}\n\n"
+        f"{report['verdict']['sentence']}\n\n{mode_sentence(report)}\n\n{data_sentence(report)}\n\n"
         f"## Paired contrasts (points of accuracy)\n\n{contrast_md}\n\n"
         f"## Streams\n\n{report['paradox']['sentence']}\n\n"
         f"{report['paradox']['cost_sentence']}\n\n{markdown_table(report['streams'])}\n\n"
@@ -129,6 +129,8 @@ def report_stage(ctx: Any) -> dict[str, Any]:
     ctx.console.print(report["paradox"]["sentence"])
     ctx.console.print(report["paradox"]["cost_sentence"])
     ctx.console.print(mode_sentence(report))
+    if sentence := data_sentence(report):
+        ctx.console.print(sentence)
     ctx.console.print(f"HTML report: [bold]{paths['html'].resolve()}[/]")
     ctx.console.print(f"[bold]Verdict: {report['verdict']['verdict']}.[/] {report['verdict']['sentence']}")
     return {"html": str(paths["html"]), "verdict": report["verdict"]["verdict"]}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stylealign.report.figures import FIGURES
-from stylealign.report.table import COLUMNS, contrast_table, fmt, mode_sentence
+from stylealign.report.table import COLUMNS, contrast_table, data_sentence, fmt, mode_sentence
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
@@ -76,6 +76,7 @@ def render_html(report: dict[str, Any], figures: dict[str, Path]) -> str:
 <h1>{title}</h1>
 <p class="verdict"><strong>Verdict: {html.escape(verdict["verdict"])}.</strong> {html.escape(verdict["sentence"])}</p>
 <p>{html.escape(mode_sentence(report))}</p>
+<p>{html.escape(data_sentence(report))}</p>
 <h2>Paired contrasts</h2>
 <p>Accuracy of the stream the paper predicts better minus the one it predicts worse, in points; the 95% interval is a
 paired bootstrap over problems and seeds (both models answered the same problems with the same sampling seeds).

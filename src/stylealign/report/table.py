@@ -221,6 +221,20 @@ def mode_sentence(report: dict[str, Any]) -> str:
     )
 
 
+def data_sentence(report: dict[str, Any]) -> str:
+    """What the SAR cost gate did, and the streams whose cost measures the vocabulary rather than the style."""
+    parts = []
+    for row in report["streams"]:
+        if row.get("sar_accepted") is not None:
+            parts.append(
+                f"SAR gate: {row['sar_accepted']} refinements accepted ({row.get('sar_retried', 0)} after a retry), "
+                f"{row.get('sar_kept_parent', 0)} fell back to the parent; "
+                f"{row.get('sar_identical_to_parent', 0)} of {row.get('traces', 0)} sar traces equal their parent."
+            )
+        parts += [f"Warning ({row['stream']}): {w}." for w in row.get("warnings", [])]
+    return " ".join(parts)
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| " + " | ".join(header for _, header, _, _ in COLUMNS) + " |",
