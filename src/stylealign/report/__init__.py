@@ -14,7 +14,14 @@ from typing import Any
 
 from stylealign.report.figures import Curves, make_figures
 from stylealign.report.html import render_html
-from stylealign.report.table import contrast_table, data_sentence, markdown_table, mode_sentence, paradox, rich_table
+from stylealign.report.table import (
+    contrast_table,
+    data_sentence,
+    markdown_table,
+    mode_sentence,
+    paradox,
+    rich_table,
+)
 from stylealign.report.verdict import verdict
 
 __all__ = ["build_report", "report_stage", "write_report"]
