@@ -29,7 +29,7 @@ class Strict(BaseModel):
 
 
 class DatasetConfig(Strict):
-    source: str = Field("lab", description="lab, gsm8k, math500, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
+    source: str = Field("lab", description="lab, gsm8k, math500, minerva_math, aime24, amc23, olympiadbench, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
     split: str = "train"
     limit: int | None = Field(None, ge=1)
     offset: int = Field(0, ge=0)
