@@ -120,6 +120,9 @@ class RewardConfig(Strict):
     engine: EngineConfig | None = None
     step_separator: str = "\n\n"
     batch_size: int = Field(8, ge=1)
+    trust_remote_code: bool = Field(
+        False, description="run the Python code an orm/prm model ships (e.g. Qwen2.5-Math-RM-72B); never implied"
+    )
 
 
 class LoraSettings(Strict):
