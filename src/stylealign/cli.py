@@ -90,6 +90,24 @@ def serve(
 
 
 @app.command()
+def rehearse(
+    config: Path = typer.Argument(CONFIGS_DIR / "rehearsal.yaml", exists=True, dir_okay=False, help="experiment YAML"),
+    out: Path = typer.Option(Path("runs/rehearsal"), "--out", "-o", help="run directory (resumed if it exists)"),
+    limit: int | None = typer.Option(None, help="use at most this many problems per source"),
+) -> None:
+    """Serve the config's oracle model on its loopback port, run the config against it, stop the server."""
+    from stylealign.config import load_config
+    from stylealign.engines import EngineError
+    from stylealign.rehearsal import RehearsalError
+    from stylealign.rehearsal import rehearse as run_rehearsal
+
+    try:
+        run_rehearsal(load_config(config), out, limit=limit, console=console)
+    except (ValueError, OSError, EngineError, RehearsalError) as err:
+        _fail(str(err))
+
+
+@app.command()
 def grade(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="predictions: .jsonl, .json, .parquet or .csv"),
     reference_field: str = typer.Option(..., help="field holding the reference answer (or a solution with ####/boxed)"),

@@ -32,7 +32,7 @@ class Strict(BaseModel):
 
 
 class DatasetConfig(Strict):
-    source: str = Field("lab", description="lab, gsm8k, math500, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
+    source: str = Field("lab", description="lab, gsm8k, math500, minerva_math, aime24, amc23, olympiadbench, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
     split: str = "train"
     limit: int | None = Field(None, ge=1)
     offset: int = Field(0, ge=0)
@@ -172,6 +172,9 @@ class RewardConfig(Strict):
     engine: EngineConfig | None = None
     step_separator: str = "\n\n"
     batch_size: int = Field(8, ge=1)
+    trust_remote_code: bool = Field(
+        False, description="run the Python code an orm/prm model ships (e.g. Qwen2.5-Math-RM-72B); never implied"
+    )
 
 
 class LoraSettings(Strict):

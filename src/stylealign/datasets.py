@@ -1,4 +1,5 @@
-"""Problem loaders: bundled GSM8K and MATH-500, the lab, JSONL/JSON/Parquet/CSV files, Hugging Face datasets.
+"""Problem loaders: bundled GSM8K and the paper's five benchmarks (MATH-500, Minerva, AIME24, AMC23,
+OlympiadBench), the lab, JSONL/JSON/Parquet/CSV files, Hugging Face datasets.
 
 Every source becomes a list of `Problem` with a stable id (bundled sets: split
 and index; files: an `id` column or a content id), a bare answer and, where the
@@ -275,29 +276,114 @@ def _bundled_gsm8k(cfg: DatasetConfig, report: LoadReport) -> None:
         )
 
 
-def _bundled_math500(cfg: DatasetConfig, report: LoadReport) -> None:
+def _bundled_test_set(name: str, cfg: DatasetConfig, report: LoadReport) -> None:
+    """A bundled single-split benchmark: each row becomes a Problem through `BUNDLED_TEST_SETS[name]`."""
     if cfg.split != "test":
-        raise DatasetError(f"math500 has only a 'test' split, not {cfg.split!r}")
-    rows = good_rows(iter_rows(DATA_DIR / "math500" / "test.jsonl"), cfg.skip_bad, report.skipped)
+        raise DatasetError(f"{name} has only a 'test' split, not {cfg.split!r}")
+    rows = good_rows(iter_rows(DATA_DIR / name / "test.jsonl"), cfg.skip_bad, report.skipped)
     stop = None if cfg.limit is None else cfg.offset + cfg.limit
+    to_problem = BUNDLED_TEST_SETS[name]
     for i, row in islice(enumerate(rows), cfg.offset, stop):
-        v = row.values
-        name = v["unique_id"].removeprefix("test/").removesuffix(".json").replace("/", "-")
-        report.problems.append(
-            Problem(
-                id=f"math500-{name}",
-                question=v["problem"],
-                answer=v.get("answer") or last_boxed(v["solution"]) or "",
-                reference_solution=v["solution"],
-                source="math500",
-                metadata={
-                    "subject": v["subject"],
-                    "level": v["level"],
-                    "unique_id": v["unique_id"],
-                    "index": i,
-                },
-            )
-        )
+        try:
+            problem = to_problem(row.values)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DatasetError(f"{row.location}: {type(err).__name__}: {err}") from None
+        problem.metadata["index"] = i
+        report.problems.append(problem)
+
+
+def _math500(v: dict[str, Any]) -> Problem:
+    name = v["unique_id"].removeprefix("test/").removesuffix(".json").replace("/", "-")
+    return Problem(
+        id=f"math500-{name}",
+        question=v["problem"],
+        answer=v.get("answer") or last_boxed(v["solution"]) or "",
+        reference_solution=v["solution"],
+        source="math500",
+        metadata={"subject": v["subject"], "level": v["level"], "unique_id": v["unique_id"]},
+    )
+
+
+def _minerva_math(v: dict[str, Any]) -> Problem:
+    """Minerva's OCW problems carry no answer field: the answer is the solution's last `\\boxed{}`."""
+    answer = last_boxed(v["solution"])
+    if not answer:
+        raise ValueError("no \\boxed{} answer in the solution")
+    return Problem(
+        id=f"minerva_math-{v['idx']:03d}",
+        question=v["problem"],
+        answer=answer.strip(),
+        reference_solution=v["solution"],
+        source="minerva_math",
+        metadata={"course": v["type"], "idx": v["idx"]},
+    )
+
+
+def _integer_text(value: Any) -> str:
+    """AMC's `27.0` and AIME's `025` as the integers they are ("27", "25"); other numbers unchanged."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(value)
+
+
+def _aime24(v: dict[str, Any]) -> Problem:
+    return Problem(
+        id=f"aime24-{v['id']}",
+        question=v["problem"],
+        answer=_integer_text(v["answer"]),
+        reference_solution=v.get("solution") or "",
+        source="aime24",
+        metadata={"url": v.get("url")},
+    )
+
+
+def _amc23(v: dict[str, Any]) -> Problem:
+    return Problem(
+        id=f"amc23-{v['id']:02d}",
+        question=v.get("problem") or v["question"],
+        answer=_integer_text(v["answer"]),
+        source="amc23",
+        metadata={"url": v.get("url")},
+    )
+
+
+def _olympiadbench(v: dict[str, Any]) -> Problem:
+    """OlympiadBench as its own evaluation poses it: a multi-answer problem asks for all answers in one
+    box, comma-separated (graded as an unordered list), and a unit is named in the question and kept
+    out of the box, so the reference is the bare value. `final_answer` is a list of LaTeX strings; the
+    answer is their comma-joined text without `$` delimiters, the list itself stays in the metadata."""
+    final = [str(a).replace("$", "").strip() for a in v["final_answer"]]
+    if not final or not all(final):
+        raise ValueError(f"empty final_answer {v['final_answer']!r}")
+    question = "\n".join(part for part in (v.get("context"), v["question"]) if part)
+    if v.get("is_multiple_answer"):
+        question += "\n\nThis problem has multiple answers: give them all in one \\boxed{}, separated by commas."
+    if v.get("unit"):
+        question += f"\n\nThe unit of the answer is {v['unit']}; do not include the unit in \\boxed{{}}."
+    return Problem(
+        id=f"olympiadbench-{v['id']}",
+        question=question,
+        answer=", ".join(final),
+        reference_solution="\n\n".join(v.get("solution") or []),
+        source="olympiadbench",
+        metadata={
+            "final_answer": list(v["final_answer"]),
+            "is_multiple_answer": bool(v.get("is_multiple_answer")),
+            "unit": v.get("unit"),
+            "answer_type": v.get("answer_type"),
+            "tolerance": v.get("error"),
+            "subfield": v.get("subfield"),
+        },
+    )
+
+
+BUNDLED_TEST_SETS = {
+    "math500": _math500,
+    "minerva_math": _minerva_math,
+    "aime24": _aime24,
+    "amc23": _amc23,
+    "olympiadbench": _olympiadbench,
+}
+"""The paper's five benchmarks, shipped in `data/` with their licences (single `test` split each)."""
 
 
 def _hf_dataset(cfg: DatasetConfig) -> tuple[Any, str]:
@@ -324,8 +410,8 @@ def load_report(cfg: DatasetConfig, key: str = "source") -> LoadReport:
         report.problems = load_lab_problems(cfg.split, cfg.limit, cfg.offset, seed=0)
     elif source == "gsm8k":
         _bundled_gsm8k(cfg, report)
-    elif source == "math500":
-        _bundled_math500(cfg, report)
+    elif source in BUNDLED_TEST_SETS:
+        _bundled_test_set(source, cfg, report)
     elif source.startswith("hf:") or Path(source).is_dir():
         dataset, name = _hf_dataset(cfg)
         _problems(_iter_hf(dataset, f"{cfg.source}[{cfg.split}]"), cfg, name, report)
@@ -333,7 +419,7 @@ def load_report(cfg: DatasetConfig, key: str = "source") -> LoadReport:
         _problems(iter_rows(source, key), cfg, Path(source).stem, report)
     else:
         raise DatasetError(
-            f"unknown dataset source {source!r}: use lab, gsm8k, math500, a {'/'.join(FILE_SUFFIXES)} file, "
+            f"unknown dataset source {source!r}: use lab, gsm8k, {', '.join(BUNDLED_TEST_SETS)}, a {'/'.join(FILE_SUFFIXES)} file, "
             "a datasets.save_to_disk directory, or hf:ID"
         )
     if report.skipped:

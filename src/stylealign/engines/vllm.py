@@ -1,8 +1,11 @@
 """In-process vLLM for GPU users (`pip install 'stylealign[vllm]'`); imported only when a config selects it.
 
-Untested here (vLLM does not install on these CPU machines): it renders and
-tokenizes exactly like the hf engine (`render_prompt`, `encode_prompt_response`
-rules) and scores with vLLM's `prompt_logprobs`.
+It renders and tokenizes exactly like the hf engine (`render_prompt`,
+`encode_prompt_response` rules), sends token ids (TokensPrompt dicts) and
+scores with vLLM's `prompt_logprobs` (None for the first prompt token, then
+`{token_id: Logprob}` per position). vLLM does not install on the machines
+this project is developed on: tests/test_vllm_contract.py checks this mapping
+against a stand-in written from vLLM's documented API (0.10.x), not vLLM itself.
 """
 
 from __future__ import annotations

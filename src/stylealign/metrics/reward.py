@@ -4,7 +4,8 @@
   reference solution of any other) plus `style_preference` times a polish score, standing in for a
   reward model's known taste for polished text (`stylealign.lab.reward`).
 - "orm": a Hugging Face sequence-classification reward model on (question, solution); the score is the
-  single logit, or the probability of the last label for multi-label heads.
+  single logit, or the probability of the last label for multi-label heads. A model that ships its own
+  code (Qwen2.5-Math-RM-72B) loads only with `reward.trust_remote_code: true`, never implicitly.
 - "prm": the same kind of model applied to every step prefix (steps cut at `step_separator`); a trace's
   reward is the *minimum* step score, since one bad step spoils a solution (the mean is in `reward_steps`).
 - "judge": an LLM judge through any engine (the `judge` template), score parsed from `\\boxed{}`.
@@ -57,18 +58,40 @@ class LabReward:
 class ClassifierReward:
     """ORM (whole solution) or PRM (every step prefix) with an `AutoModelForSequenceClassification`."""
 
-    def __init__(self, model: str, *, per_step: bool, separator: str = "\n\n", batch_size: int = 8):
+    def __init__(
+        self,
+        model: str,
+        *,
+        per_step: bool,
+        separator: str = "\n\n",
+        batch_size: int = 8,
+        trust_remote_code: bool = False,
+    ):
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import (
+            AutoModel,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+            PretrainedConfig,
+        )
 
         from stylealign.models import resolve_model
 
         path = resolve_model(model)
         self.name = f"{'prm' if per_step else 'orm'}:{model}"
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        auto_map = PretrainedConfig.get_config_dict(path)[0].get("auto_map") or {}
+        if auto_map and not trust_remote_code:
+            raise ValueError(
+                f"reward.model {model}: the model ships its own code ({', '.join(sorted(set(auto_map.values())))}); "
+                "read it, then set reward.trust_remote_code: true to run it"
+            )
+        # A custom-code reward model such as Qwen2.5-Math-RM-72B registers only AutoModel, whose
+        # output's first element is the score, as a classification head's logits are.
+        loader = AutoModel if auto_map and "AutoModelForSequenceClassification" not in auto_map else AutoModelForSequenceClassification
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        self.model = loader.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.per_step, self.separator, self.batch_size = per_step, separator, batch_size
@@ -85,7 +108,7 @@ class ClassifierReward:
         for i in range(0, len(inputs), self.batch_size):
             batch = self.tokenizer(inputs[i : i + self.batch_size], return_tensors="pt", padding=True, truncation=True)
             with self._torch.no_grad():
-                logits = self.model(**batch).logits.float()
+                logits = self.model(**batch)[0].float()
             if logits.shape[-1] == 1:
                 out.extend(logits[:, 0].tolist())
             else:
@@ -147,7 +170,13 @@ def make_scorer(cfg: RewardConfig, ctx: RunContext) -> RewardScorer:
     if cfg.type in ("orm", "prm"):
         if not cfg.model:
             raise ValueError(f"reward.type {cfg.type!r} needs reward.model (a sequence-classification model)")
-        return ClassifierReward(cfg.model, per_step=cfg.type == "prm", separator=cfg.step_separator, batch_size=cfg.batch_size)
+        return ClassifierReward(
+            cfg.model,
+            per_step=cfg.type == "prm",
+            separator=cfg.step_separator,
+            batch_size=cfg.batch_size,
+            trust_remote_code=cfg.trust_remote_code,
+        )
     if cfg.type == "judge":
         return JudgeReward(ctx)
     raise ValueError(f"unknown reward.type {cfg.type!r}")

@@ -15,8 +15,10 @@ from typing import Any
 from stylealign.report.figures import Curves, make_figures
 from stylealign.report.html import render_html
 from stylealign.report.table import (
+    benchmark_table,
     contrast_table,
     data_sentence,
+    headline,
     markdown_table,
     mode_sentence,
     paradox,
@@ -72,6 +74,13 @@ def build_report(
     }
 
 
+def _markdown(headers: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(
+        ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        + ["| " + " | ".join(row) + " |" for row in rows]
+    )
+
+
 def write_report(report: dict[str, Any], run_dir: str | Path, curves: Curves | None = None) -> dict[str, Path]:
     """Write report.json, report.md, report.html and figures/*.png (training loss from `curves`) into `run_dir`."""
     import json
@@ -83,15 +92,14 @@ def write_report(report: dict[str, Any], run_dir: str | Path, curves: Curves | N
     paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     images = "\n".join(f"![{name}]({rel})" for name, rel in report["figures"].items())
-    headers, rows = contrast_table(report["contrasts"])
-    contrast_md = "\n".join(
-        ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        + ["| " + " | ".join(row) + " |" for row in rows]
-    )
+    k = report["evaluation"]["k"]
     paths["md"].write_text(
         f"# stylealign report — {report['name']}\n\n**Verdict: {report['verdict']['verdict']}.** "
         f"{report['verdict']['sentence']}\n\n{mode_sentence(report)}\n\n{data_sentence(report)}\n\n"
-        f"## Paired contrasts (points of accuracy)\n\n{contrast_md}\n\n"
+        f"## Evaluation\n\n{headline(report['evaluation']['models'], k)}\n\n"
+        f"{_markdown(*benchmark_table(report['evaluation']['models'], k))}\n\n"
+        f"Avg@{k} in percent with its 95% CI; pass@{k} unbiased (Chen et al. 2021).\n\n"
+        f"## Paired contrasts (points of accuracy)\n\n{_markdown(*contrast_table(report['contrasts']))}\n\n"
         f"## Streams\n\n{report['paradox']['sentence']}\n\n"
         f"{report['paradox']['cost_sentence']}\n\n{markdown_table(report['streams'])}\n\n"
         f"Accuracy: {report['evaluation']['metric']}, mean over test sets and seeds; 95% CI by a bootstrap "
@@ -133,6 +141,7 @@ def report_stage(ctx: Any) -> dict[str, Any]:
     ctx.console.print(
         rich_table(report["streams"], f"{ctx.config.name}: which data makes the student better")
     )
+    ctx.console.print(headline(evaluations, k))
     ctx.console.print(report["paradox"]["sentence"])
     ctx.console.print(report["paradox"]["cost_sentence"])
     ctx.console.print(mode_sentence(report))

@@ -202,6 +202,42 @@ def contrast_table(contrasts: list[dict[str, Any]]) -> tuple[list[str], list[lis
     return headers, rows
 
 
+def benchmark_table(evaluations: dict[str, dict[str, Any]], k: int) -> tuple[list[str], list[list[str]]]:
+    """The paper's table: per model an Avg@k row (with its 95% CI) and a pass@k row, one column per
+    benchmark, and the macro average over benchmarks (the headline) last."""
+    names = sorted({name for e in evaluations.values() for name in e.get("datasets", {})})
+    headers = ["model", "metric", *names, "macro average"]
+    rows = []
+    for model, e in sorted(evaluations.items(), key=lambda item: (item[0] != "base", item[0])):
+        sets = e.get("datasets", {})
+        avg = [
+            f"{100 * sets[n]['avg_at_k']:.1f} ({100 * sets[n]['ci_low']:.1f}–{100 * sets[n]['ci_high']:.1f})"
+            if n in sets else "–"
+            for n in names
+        ]
+        passes = [f"{100 * sets[n]['pass_at_k']:.1f}" if n in sets else "–" for n in names]
+        macro = (
+            f"**{100 * e['accuracy']:.1f}** ({100 * e['ci_low']:.1f}–{100 * e['ci_high']:.1f})"
+            if e.get("accuracy") is not None else "–"
+        )
+        rows.append([model, f"Avg@{k}", *avg, macro])
+        rows.append(["", f"pass@{k}", *passes, "–" if e.get("pass_at_k") is None else f"{100 * e['pass_at_k']:.1f}"])
+    return headers, rows
+
+
+def headline(evaluations: dict[str, dict[str, Any]], k: int) -> str:
+    """One sentence per model: the macro Avg@k over benchmarks, as the paper reports it."""
+    parts = [
+        f"{model} {100 * e['accuracy']:.1f}% ({100 * e['ci_low']:.1f}–{100 * e['ci_high']:.1f})"
+        for model, e in sorted(evaluations.items(), key=lambda item: (item[0] != "base", item[0]))
+        if e.get("accuracy") is not None
+    ]
+    if not parts:
+        return "No model was evaluated."
+    sets = len({name for e in evaluations.values() for name in e.get("datasets", {})})
+    return f"Macro Avg@{k} over {sets} benchmark(s), 95% CI: " + "; ".join(parts) + "."
+
+
 def mode_sentence(report: dict[str, Any]) -> str:
     """Which problems the streams trained on, with what budget and how many seeds, and the run's warnings."""
     training = report["training"]

@@ -1,0 +1,89 @@
+"""The rehearsal's moving parts against a real loopback `stylealign serve`: start, answer, refuse, stop.
+
+The whole rehearsal (SmolLM2-135M as oracle, ~30 minutes) is `make rehearsal`; here the tiny conftest
+model stands in for SmolLM2 so the run is short: random weights make every oracle answer wrong, which
+is exactly the failure path the rehearsal must survive and count.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from rich.console import Console
+
+from stylealign.config import parse_config
+from stylealign.rehearsal import RehearsalError, rehearse, served_model
+
+pytestmark = pytest.mark.slow  # each test starts a server process (imports torch and transformers)
+
+
+def free_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+
+
+def test_served_model_answers_then_stops_and_a_busy_port_is_refused(tiny_model_dir, tmp_path) -> None:
+    url = free_url()
+    with served_model(str(tiny_model_dir), "oracle", url, tmp_path / "serve.log") as process:
+        assert [m["id"] for m in httpx.get(f"{url}/models").json()["data"]] == ["oracle"]
+        reply = httpx.post(
+            f"{url}/chat/completions",
+            json={"model": "oracle", "messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 4},
+            timeout=60,
+        )
+        assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] is not None
+        with pytest.raises(ValueError, match="already answers on port"):
+            with served_model(str(tiny_model_dir), "oracle", url, tmp_path / "second.log"):
+                pass
+    assert process.returncode is not None
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/models", timeout=2)
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path) -> None:
+    with pytest.raises(RehearsalError, match=r"stylealign serve exited with code 1:[\s\S]*no-such-model"):
+        with served_model(str(tmp_path / "no-such-model"), "oracle", free_url(), tmp_path / "serve.log"):
+            pass
+    with pytest.raises(ValueError, match="loopback host with an explicit port"):
+        with served_model("x", "oracle", "http://example.com/v1", tmp_path / "serve.log"):
+            pass
+
+
+def test_rehearsal_finishes_counts_every_failure_and_stops_the_server(tiny_model_dir, tmp_path: Path) -> None:
+    url = free_url()
+    config = parse_config(
+        {
+            "name": "rehearsal-tiny",
+            "problems": [{"source": "gsm8k", "split": "train", "limit": 2},
+                         {"source": "math500", "split": "test", "offset": 480, "limit": 1}],
+            "student": {"engine": {"type": "hf", "model": str(tiny_model_dir), "device": "cpu"}},
+            "oracle": {"engine": {"type": "openai", "base_url": url, "model": str(tiny_model_dir),
+                                  "api_key_env": None, "max_retries": 0}, "template": "solve"},
+            "sampling": {"k": 2, "temperature": 1.0, "max_tokens": 12},
+            "streams": {"oracle_retries": 0, "sar_repair": {"continuations": 1, "locator": "oracle"}},
+            "reward": {"type": "judge"},
+            "training": {"lora": {"r": 4, "alpha": 8}, "batch_size": 2, "max_length": 256},
+            "evaluation": {"datasets": [{"source": "aime24", "split": "test", "limit": 1},
+                                        {"source": "olympiadbench", "split": "test", "limit": 1}],
+                           "k": 1, "max_tokens": 8},
+            "report": {"resamples": 100},
+        }
+    )
+    summary = rehearse(config, tmp_path / "run", console=Console(record=True, width=200))
+    saved = json.loads((tmp_path / "run" / "rehearsal.json").read_text(encoding="utf-8"))
+    assert saved["streams"] == summary["streams"] and set(saved["stages"]) >= {"load", "streams", "evaluate", "report"}
+    streams = summary["streams"]
+    assert streams["gold"]["kept"] == 3 and streams["gold"]["oracle_failures"] == 0
+    # a random-weight oracle never writes a verified answer: nothing oracle-made is kept
+    assert streams["oracle_synth"]["kept"] == 0
+    assert summary["reward"]["type"] == "judge" and summary["reward"]["reward_errors"] == summary["reward"]["scored"] > 0
+    assert summary["evaluation"]["headers"][2:4] == ["aime24:test[0:1]", "olympiadbench:test[0:1]"]
+    assert summary["evaluation"]["headline"].startswith("Macro Avg@1 over 2 benchmark(s)")
+    assert "## Evaluation" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/models", timeout=2)
