@@ -14,13 +14,16 @@ import pytest
 from rich.console import Console
 
 from stylealign.config import PAPER_CONTRASTS, ExperimentConfig
+from stylealign.engines.base import TokenScores
 from stylealign.evaluation import dataset_label, model_fingerprint, sampling_params, summarize
+from stylealign.metrics.adaptation import cost_from_scores
 from stylealign.pipeline import RunContext
-from stylealign.records import Trace
+from stylealign.records import Problem, Trace
 from stylealign.report import report_stage
 from stylealign.report.table import kendall_tau, paradox, spearman_rho
 from stylealign.report.verdict import contrasts, minimum_detectable, verdict
 from stylealign.store import RunStore
+from stylealign.streams.listing import write_listing
 from stylealign.training import TRAINING_INFO
 
 K = 4
@@ -97,6 +100,63 @@ def make_run(root: Path, hits: dict[str, list[int]], seeds: int = 1) -> RunConte
             ]
             store.stage(f"eval_{name}").commit(traces, [f"{name}-{seed}"])
     return RunContext(config=config, store=store, console=Console(record=True, width=250), streams=STREAMS)
+
+
+WORDS = re.compile(r"\S+")
+SCORED = ("rft", "oracle_synth", "oracle_refine", "sar")
+COST = {"rft": 0.6, "sar": 0.7, "oracle_refine": 1.6, "oracle_synth": 2.4}
+"""Mean NLL added per stream, so the synthetic costs rank as the paper's do."""
+
+
+def solution(p: int, stream: str) -> str:
+    a, b, c = p + 2, 2 * p + 3, p % 4 + 2
+    if stream == "oracle_synth":
+        return f"We are asked to evaluate ({a} + {b}) × {c}.\n\nFirst, {a} + {b} = {a + b}.\n\n" \
+               f"Consequently, the product equals {(a + b) * c}.\n\nTherefore, the answer is {(a + b) * c}."
+    if stream == "oracle_refine":
+        return f"Adding gives {a} + {b} = {a + b}.\n\nMultiplying by {c}: {a + b} × {c} = {(a + b) * c}.\n\n" \
+               f"Therefore, the answer is {(a + b) * c}."
+    return f"{a} + {b} = {a + b}\n\n{a + b} * {c} = {(a + b) * c}\n\nThe answer is {(a + b) * c}"
+
+
+def scored_trace(p: int, stream: str, text: str, parent_id: str | None, **extra: object) -> Trace:
+    """A stream trace with its score-stage metrics from the real `cost_from_scores`: one token per word."""
+    spans = [m.span() for m in WORDS.finditer(text)]
+    nlls = [COST[stream] + ((7 * i + p) % 5) / 2 + (i == len(spans) - 1) for i in range(len(spans))]
+    scores = TokenScores(tokens=[text[s:e] for s, e in spans], logprobs=[-v for v in nlls], offsets=spans)
+    return Trace(id=f"{stream}-{p}", problem_id=f"train-{p}", text=text, stream=stream, parent_id=parent_id,
+                 correct=True, metrics={**cost_from_scores(scores, text), "reward": 1.0, **extra})
+
+
+def add_scored_traces(ctx: RunContext, problems: int = 12) -> None:
+    """Problems, samples and the scored traces of `SCORED` as the score stage leaves them.
+
+    SAR keeps the student's trace (sar_outcome kept_parent) on every third problem; problem p's
+    oracle_refine - sar cost gap grows with p, so the highest ids are the most informative.
+    """
+    store = ctx.store
+    store.stage("problems").commit(
+        [Problem(id=f"train-{p}", question=f"What is ({p + 2} + {2 * p + 3}) times {p % 4 + 2}?", answer="0")
+         for p in range(problems)], ["problems"])
+    samples = [Trace(id=f"sample-{p}", problem_id=f"train-{p}", text=solution(p, "rft") + " Done.", stream="sample")
+               for p in range(problems)]
+    store.stage("samples").commit(samples, ["samples"])
+    for stream in SCORED:
+        traces = []
+        for p in range(problems):
+            kept = stream == "sar" and p % 3 == 0
+            text = solution(p, "rft") if kept else solution(p, stream)
+            if stream == "sar" and not kept:
+                text = text.replace("The answer", "So the answer")
+            parent = {"rft": f"sample-{p}", "oracle_refine": f"rft-{p}", "sar": f"rft-{p}"}.get(stream)
+            extra = {"sar_outcome": "kept_parent" if kept else "accepted"} if stream == "sar" else {}
+            trace = scored_trace(p, stream, text, parent, **extra)
+            if stream == "oracle_refine":
+                trace.metrics["nll"] += p / 10
+            traces.append(trace)
+        store.stage(f"stream_{stream}").commit([dataclasses.replace(t, metrics={}) for t in traces], [stream])
+        write_listing(store, stream, traces)
+        store.stage(f"scored_{stream}").commit(traces, [stream])
 
 
 PARADOX_HITS = {
