@@ -55,13 +55,15 @@ class ClassifierReward:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from stylealign.models import resolve_model
+        from stylealign.progress import quiet_loading
 
         path = resolve_model(model)
         self.name = f"{'prm' if per_step else 'orm'}:{model}"
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        with quiet_loading():
+            self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.per_step, self.separator, self.batch_size = per_step, separator, batch_size

@@ -20,7 +20,7 @@ from stylealign.report.html import render_html
 from stylealign.report.table import contrast_table, markdown_table, mode_sentence, paradox, rich_table
 from stylealign.report.verdict import verdict
 
-__all__ = ["build_report", "report_stage", "trace_browser", "write_report"]
+__all__ = ["build_report", "report_run", "report_stage", "trace_browser", "write_report"]
 
 TRAINED = ("examples", "steps", "epochs", "tokens_trained", "final_loss")
 
@@ -163,6 +163,20 @@ def report_stage(ctx: Any) -> dict[str, Any]:
     ctx.console.print(report["paradox"]["sentence"])
     ctx.console.print(report["paradox"]["cost_sentence"])
     ctx.console.print(mode_sentence(report))
-    ctx.console.print(f"HTML report: [bold]{paths['html'].resolve()}[/]")
     ctx.console.print(f"[bold]Verdict: {report['verdict']['verdict']}.[/] {report['verdict']['sentence']}")
+    ctx.console.print(f"HTML report: [bold]{paths['html'].resolve()}[/]")
     return {"html": str(paths["html"]), "verdict": report["verdict"]["verdict"]}
+
+
+def report_run(run_dir: str | Path, console: Any = None) -> Path:
+    """Rebuild the report of an existing run directory from the config its manifest recorded; returns report.html."""
+    from stylealign.config import ExperimentConfig
+    from stylealign.pipeline import run_experiment
+    from stylealign.store import RunStore
+
+    manifest = RunStore(run_dir).manifest()
+    if "config" not in manifest:
+        raise ValueError(f"{Path(run_dir) / 'manifest.json'}: no recorded config; not a stylealign run directory")
+    config = ExperimentConfig.model_validate(manifest["config"])
+    run_experiment(config, run_dir, only="report", console=console)
+    return Path(run_dir) / "report.html"
