@@ -471,3 +471,32 @@ def test_report_cli_rebuilds_and_serves_only_the_report(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_scored_run_of_a_real_model_feeds_the_browser_and_stays_quiet(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Through the score stage of a real (tiny) model: the page's per-token NLLs average to each trace's NLL."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({
+        "name": "tiny", "problems": {"source": "lab", "split": "train"},
+        "student": {"engine": {"type": "hf", "model": str(tiny_model_dir), "device": "cpu", "batch_size": 2}},
+        "oracle": {"engine": {"type": "lab-oracle"}}, "sampling": {"k": 2, "max_tokens": 16},
+        "streams": {"enabled": ["gold", "rft", "oracle_synth"]}, "reward": {"type": "lab"},
+    }))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(config), "--until", "score", "--limit", "3", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.output and "it/s" not in result.output, result.output
+    assert [line.split()[1] for line in result.output.splitlines() if line.startswith("✓")] == [
+        "load", "sample", "streams", "score"]
+    report = CliRunner().invoke(app, ["report", str(run)])
+    assert report.exit_code == 0, report.output
+    data = embedded_browser((run / "report.html").read_text())
+    scored = {t.id: t for s in ("gold", "oracle_synth") for t in RunStore(run).stage(f"scored_{s}").records(Trace)}
+    drawn = [t for p in data["problems"] for t in p["traces"]]
+    assert len(data["problems"]) == 3 and {t["stream"] for t in drawn} == {"gold", "oracle_synth"}
+    for packed in drawn:
+        assert len(packed["nll"]) == len(packed["spans"]) == scored[packed["id"]].metrics["tokens"] > 0
+        assert sum(packed["nll"]) / len(packed["nll"]) / 1000 == pytest.approx(scored[packed["id"]].metrics["nll"], abs=2e-3)
+        assert all(0 <= s <= e <= len(packed["text"]) for s, e in packed["spans"])
+    rows = {r["stream"]: r for r in json.loads((run / "report.json").read_text())["streams"]}
+    assert all(v is not None for v in rows["gold"]["nll_deciles"])

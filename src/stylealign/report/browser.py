@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stylealign.config import STREAMS
 from stylealign.records import Problem, Trace
 from stylealign.steps import split_steps
 
@@ -180,7 +181,7 @@ def browser_data(
             if trace.problem_id in questions:
                 grouped[trace.problem_id][stream].append(trace)
     chosen = {pid: _pick(by_stream) for pid, by_stream in grouped.items()}
-    streams = list(traces)
+    streams = sorted(traces, key=lambda s: STREAMS.index(s) if s in STREAMS else len(STREAMS))  # parents first
     embedded, size = [], 0
     ranked = _ranked(chosen)
     for pid, why in ranked:
