@@ -443,7 +443,7 @@ def test_trace_text_cannot_break_out_of_the_page(tmp_path: Path) -> None:
     assert "x </script><script>alert(1)</script> <!-- y" in texts
 
 
-def test_report_cli_rebuilds_and_serves_only_the_report(tmp_path: Path) -> None:
+def test_report_cli_rebuilds_and_serves_only_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = make_run(tmp_path / "run", PARADOX_HITS)
     add_scored_traces(ctx, problems=3)
     ctx.store.close()
@@ -451,6 +451,11 @@ def test_report_cli_rebuilds_and_serves_only_the_report(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.index("Verdict:") < result.output.index("HTML report:"), "the verdict, then the page"
     assert embedded_browser((tmp_path / "run" / "report.html").read_text())["problems"]
+
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)  # no desktop browser in a test
+    shown = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "--no-rebuild", "--open"])
+    assert shown.exit_code == 0 and opened == [(tmp_path / "run" / "report.html").resolve().as_uri()]
 
     missing = CliRunner().invoke(app, ["report", str(tmp_path), "--no-rebuild"])
     assert missing.exit_code == 1 and "report.html: missing" in " ".join(missing.output.split())
@@ -500,3 +505,13 @@ def test_scored_run_of_a_real_model_feeds_the_browser_and_stays_quiet(tmp_path: 
         assert all(0 <= s <= e <= len(packed["text"]) for s, e in packed["spans"])
     rows = {r["stream"]: r for r in json.loads((run / "report.json").read_text())["streams"]}
     assert all(v is not None for v in rows["gold"]["nll_deciles"])
+
+
+def test_trace_browser_shows_the_student_trace_that_was_refined() -> None:
+    def trace(tid: str, stream: str, parent: str | None = None) -> Trace:
+        return Trace(id=tid, problem_id="p", text=tid, stream=stream, parent_id=parent, metrics={"nll": 1.0})
+
+    traces = {"rft": [trace("a-rft", "rft"), trace("b-rft", "rft")], "sar": [trace("s", "sar", "b-rft")]}
+    data = browser_data([Problem(id="p", question="q", answer="1")], traces, {t.id: t for v in traces.values() for t in v})
+    shown = {t["stream"]: t for t in data["problems"][0]["traces"]}
+    assert shown["rft"]["id"] == "b-rft" and shown["sar"]["parent"] == {"stream": "rft", "id": "b-rft"}

@@ -155,23 +155,27 @@ def report(
     port: int = typer.Option(8765, min=0, max=65535, help="port for --serve (0: any free port)"),
 ) -> None:
     """Build the report of an existing run (tables, figures, trace browser) and open or serve it."""
+    import webbrowser
+
     from stylealign.engines import EngineError
     from stylealign.report import report_run
     from stylealign.report.serve import open_report, report_page, report_server
 
     try:
         page = report_run(run_dir, console=console) if rebuild else report_page(run_dir)
-        if open_page:
+        server = report_server(run_dir, port) if serve_page else None
+        if open_page and server is None:
             open_report(run_dir)
-        if serve_page:
-            server = report_server(run_dir, port)
     except (ValueError, OSError, EngineError) as err:
         _fail(str(err))
     if not rebuild:
         console.print(f"HTML report: [bold]{page.resolve()}[/]")
-    if serve_page:
+    if server is not None:
         host, bound = server.server_address[:2]
-        console.print(f"serving the report at [bold]http://{host}:{bound}/[/] (Ctrl-C to stop)")
+        url = f"http://{host}:{bound}/"
+        console.print(f"serving the report at [bold]{url}[/] (Ctrl-C to stop)")
+        if open_page:
+            webbrowser.open(url)
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -117,13 +117,15 @@ def pack_trace(trace: Trace, parent: Trace | None) -> dict[str, Any]:
 
 
 def _pick(traces_by_stream: dict[str, list[Trace]]) -> dict[str, Trace]:
-    """One trace per stream; where a stream has several, the one another stream's trace was refined from."""
-    parent_ids = {t.parent_id for found in traces_by_stream.values() for t in found if t.parent_id}
-    return {
-        stream: next((t for t in found if t.id in parent_ids), min(found, key=lambda t: t.id))
-        for stream, found in traces_by_stream.items()
-        if found
-    }
+    """One trace per stream: refined streams first (lowest id), then for the others the trace they refined."""
+    ids = {t.id for found in traces_by_stream.values() for t in found}
+    refined = [s for s, found in traces_by_stream.items() if any(t.parent_id in ids for t in found)]
+    picked = {s: min(traces_by_stream[s], key=lambda t: t.id) for s in refined}
+    wanted = {t.parent_id for t in picked.values()}
+    for stream, found in traces_by_stream.items():
+        if stream not in picked and found:
+            picked[stream] = next((t for t in found if t.id in wanted), min(found, key=lambda t: t.id))
+    return picked
 
 
 def _ranked(chosen: dict[str, dict[str, Trace]]) -> list[tuple[str, str]]:
