@@ -8,19 +8,29 @@ import base64
 import dataclasses
 import json
 import re
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from stylealign.cli import app
 from stylealign.config import PAPER_CONTRASTS, ExperimentConfig
+from stylealign.engines.base import TokenScores
 from stylealign.evaluation import dataset_label, model_fingerprint, sampling_params, summarize
+from stylealign.metrics.adaptation import cost_from_scores
 from stylealign.pipeline import RunContext
-from stylealign.records import Trace
+from stylealign.records import Problem, Trace
 from stylealign.report import report_stage
+from stylealign.report.browser import MAX_BYTES, MAX_PROBLEMS, browser_data, nll_deciles, word_diff
+from stylealign.report.serve import report_server
 from stylealign.report.table import benchmark_table, headline, kendall_tau, paradox, spearman_rho
 from stylealign.report.verdict import contrasts, minimum_detectable, verdict
 from stylealign.store import RunStore
+from stylealign.streams.listing import write_listing
 from stylealign.training import TRAINING_INFO
 
 K = 4
@@ -99,6 +109,64 @@ def make_run(root: Path, hits: dict[str, list[int]], seeds: int = 1) -> RunConte
     return RunContext(config=config, store=store, console=Console(record=True, width=250), streams=STREAMS)
 
 
+WORDS = re.compile(r"\S+")
+SCORED = ("rft", "oracle_synth", "oracle_refine", "sar")
+COST = {"rft": 0.6, "sar": 0.7, "oracle_refine": 1.6, "oracle_synth": 2.4}
+"""Mean NLL added per stream, so the synthetic costs rank as the paper's do."""
+
+
+def solution(p: int, stream: str) -> str:
+    a, b, c = p + 2, 2 * p + 3, p % 4 + 2
+    if stream == "oracle_synth":
+        return f"We are asked to evaluate ({a} + {b}) × {c}.\n\nFirst, {a} + {b} = {a + b}.\n\n" \
+               f"Consequently, the product equals {(a + b) * c}.\n\nTherefore, the answer is {(a + b) * c}."
+    if stream == "oracle_refine":
+        return f"Adding gives {a} + {b} = {a + b}.\n\nMultiplying by {c}: {a + b} × {c} = {(a + b) * c}.\n\n" \
+               f"Therefore, the answer is {(a + b) * c}."
+    return f"{a} + {b} = {a + b}\n\n{a + b} * {c} = {(a + b) * c}\n\nThe answer is {(a + b) * c}"
+
+
+def scored_trace(p: int, stream: str, text: str, parent_id: str | None, **extra: object) -> Trace:
+    """A stream trace with its score-stage metrics from the real `cost_from_scores`: one token per word."""
+    spans = [m.span() for m in WORDS.finditer(text)]
+    nlls = [COST[stream] + ((7 * i + p) % 5) / 2 + (i == len(spans) - 1) for i in range(len(spans))]
+    scores = TokenScores(tokens=[text[s:e] for s, e in spans], logprobs=[-v for v in nlls], offsets=spans)
+    return Trace(id=f"{stream}-{p}", problem_id=f"train-{p}", text=text, stream=stream, parent_id=parent_id,
+                 correct=True, metrics={**cost_from_scores(scores, text), "reward": 1.0, **extra})
+
+
+def add_scored_traces(ctx: RunContext, problems: int = 12, texts: dict[tuple[int, str], str] | None = None) -> None:
+    """Problems, samples and the scored traces of `SCORED` as the score stage leaves them.
+
+    `texts[(p, stream)]` replaces the text of stream's trace for problem p.
+    SAR keeps the student's trace (sar_outcome kept_parent) on every third problem; problem p's
+    oracle_refine - sar cost gap grows with p, so the highest ids are the most informative.
+    """
+    store = ctx.store
+    store.stage("problems").commit(
+        [Problem(id=f"train-{p}", question=f"What is ({p + 2} + {2 * p + 3}) times {p % 4 + 2}?", answer="0")
+         for p in range(problems)], ["problems"])
+    samples = [Trace(id=f"sample-{p}", problem_id=f"train-{p}", text=solution(p, "rft") + " Done.", stream="sample")
+               for p in range(problems)]
+    store.stage("samples").commit(samples, ["samples"])
+    for stream in SCORED:
+        traces = []
+        for p in range(problems):
+            kept = stream == "sar" and p % 3 == 0
+            text = solution(p, "rft") if kept else solution(p, stream)
+            if stream == "sar" and not kept:
+                text = text.replace("The answer", "So the answer")
+            parent = {"rft": f"sample-{p}", "oracle_refine": f"rft-{p}", "sar": f"rft-{p}"}.get(stream)
+            extra = {"sar_outcome": "kept_parent" if kept else "accepted"} if stream == "sar" else {}
+            trace = scored_trace(p, stream, (texts or {}).get((p, stream), text), parent, **extra)
+            if stream == "oracle_refine":
+                trace.metrics["nll"] += p / 10
+            traces.append(trace)
+        store.stage(f"stream_{stream}").commit([dataclasses.replace(t, metrics={}) for t in traces], [stream])
+        write_listing(store, stream, traces)
+        store.stage(f"scored_{stream}").commit(traces, [stream])
+
+
 PARADOX_HITS = {
     "base": [1, 0, 2, 0, 1, 3, 0, 1],
     "oracle_synth": [1, 1, 2, 0, 1, 2, 0, 1],
@@ -142,7 +210,7 @@ def test_report_json_matches_the_records(tmp_path: Path) -> None:
     assert refine["resolved"] is False and report["verdict"]["verdict"] == "not_resolved" == summary["verdict"]
     assert "oracle_refine > oracle_synth" in report["verdict"]["sentence"]
     assert "smallest difference this run could detect" in report["verdict"]["sentence"]
-    for name in ("reward_vs_accuracy", "cost_vs_accuracy", "ppl_quarters", "loss_tokens", "training_loss"):
+    for name in ("reward_vs_accuracy", "cost_vs_accuracy", "ppl_quarters", "nll_deciles", "loss_tokens", "training_loss"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "report.md").read_text()
     assert "| sar |" in md and f"{100 * rows['sar']['accuracy_after']:.1f}%" in md
@@ -151,7 +219,7 @@ def test_report_json_matches_the_records(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert "Paired contrasts" in page and f"<td>{100 * refine['ci_low']:+.1f} to {100 * refine['ci_high']:+.1f}</td>" in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 5 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert len(images) == 6 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert "http://" not in page and "https://" not in page, "the page must be self-contained"
     out = ctx.console.export_text()
     assert "report.html" in out and "oracle_synth" in out and "Verdict: not_resolved" in out
@@ -333,3 +401,157 @@ def test_benchmark_table_has_avg_pass_and_ci_per_benchmark_and_the_macro_average
     assert rows[0][2].startswith("6.2 (") and rows[1][2] == "25.0"
     sentence = headline(evaluations, K)
     assert sentence.startswith("Macro Avg@4 over 2 benchmark(s)") and "base 28.1%" in sentence and "sar 43.8%" in sentence
+
+
+def embedded_browser(page: str) -> dict:
+    match = re.search(r'<script type="application/json" id="tb-data">(.*?)</script>', page, re.S)
+    assert match, "the trace browser's data is not in the page"
+    return json.loads(match.group(1))
+
+
+def test_trace_browser_embeds_per_token_nll_most_informative_first(tmp_path: Path) -> None:
+    ctx = make_run(tmp_path, PARADOX_HITS)
+    add_scored_traces(ctx)
+    report_stage(ctx)
+    page = (tmp_path / "report.html").read_text()
+    data = embedded_browser(page)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["trace_browser"]["problems"] == len(data["problems"]) == 12
+    assert data["bytes"] <= MAX_BYTES and data["max_problems"] == MAX_PROBLEMS
+    # oracle_refine - sar gap grows with the problem number
+    assert [p["id"] for p in data["problems"][:3]] == ["train-11", "train-10", "train-9"]
+    scored = {t.id: t for s in SCORED for t in ctx.store.stage(f"scored_{s}").records(Trace)}
+    for problem in data["problems"]:
+        assert {t["stream"] for t in problem["traces"]} == set(SCORED)
+        for packed in problem["traces"]:
+            trace = scored[packed["id"]]
+            assert packed["nll"] == [round(1000 * v) for v in trace.metrics["token_nll"]]
+            assert [packed["text"][s:e] for s, e in packed["spans"]] == WORDS.findall(trace.text)
+            assert sum(packed["nll"]) / len(packed["nll"]) / 1000 == pytest.approx(
+                scored_trace(int(problem["id"][6:]), packed["stream"], trace.text, None).metrics["nll"], abs=1e-3)
+            labels = [label for _, label, _ in packed["marks"]]
+            assert labels == ["step 2", "Q2", "Q3", "Q4", "step 3"] or {"step 2", "Q2", "Q3", "Q4"} <= set(labels)
+            parent_id = {"rft": "sample", "sar": "rft", "oracle_refine": "rft"}.get(packed["stream"])
+            assert (packed.get("parent") or {}).get("id", "").split("-")[0] == (parent_id or "")
+    rows = {r["stream"]: r for r in report["streams"]}
+    assert rows["oracle_synth"]["nll_deciles"][0] > rows["rft"]["nll_deciles"][0]
+    assert len(rows["sar"]["nll_deciles"]) == 10
+
+
+def test_trace_browser_picks_gaps_then_sar_fallbacks_and_keeps_its_caps(tmp_path: Path) -> None:
+    ctx = make_run(tmp_path, PARADOX_HITS)
+    add_scored_traces(ctx)
+    problems = ctx.store.stage("problems").records(Problem)
+    traces = {s: ctx.store.stage(f"scored_{s}").records(Trace) for s in SCORED}
+    traces["oracle_refine"] = [t for t in traces["oracle_refine"] if int(t.problem_id[6:]) < 6]
+    data = browser_data(problems, traces, {})
+    why = [(p["id"], p["why"].split()[0]) for p in data["problems"]]
+    assert why[:6] == [(f"train-{p}", "largest") for p in (5, 4, 3, 2, 1, 0)]
+    assert why[6:8] == [("train-6", "SAR"), ("train-9", "SAR")]  # kept the parent, no refine to compare with
+    assert len(why) == 12 and all(w == "widest" for _, w in why[8:])
+    assert len(browser_data(problems, traces, {}, max_problems=2)["problems"]) == 2
+    first = len(json.dumps(data["problems"][0], ensure_ascii=False).encode())
+    capped = browser_data(problems, traces, {}, max_bytes=first + 10)
+    assert len(capped["problems"]) == 1 and capped["bytes"] <= first + 10 and capped["available"] == 12
+
+
+def test_word_diff_rebuilds_both_texts_and_marks_the_changes() -> None:
+    parent, text = "13 + 25 = 38\n\nThe answer is 38", "Adding: 13 + 25 = 38.\n\nSo the answer is 38"
+    ops = word_diff(parent, text)
+    assert "".join(w for op, w in ops if op != "+") == parent and "".join(w for op, w in ops if op != "-") == text
+    assert ["+", "Adding: "] in ops and ["-", "The"] in ops and ["+", "So the"] in ops
+    assert word_diff(parent, parent) == [["=", parent]]
+
+
+def test_nll_deciles_average_each_trace_per_tenth_of_its_tokens() -> None:
+    def trace(nlls: list[float]) -> Trace:
+        return Trace(id=str(len(nlls)), problem_id="p", text="", stream="s", metrics={"token_nll": nlls})
+
+    assert nll_deciles([trace([float(i) for i in range(20)])]) == [2 * d + 0.5 for d in range(10)]
+    # a 5-token trace reaches every other decile; each trace weighs the same, whatever its length
+    assert nll_deciles([trace([0.0] * 20), trace([1.0] * 5)])[:2] == [0.5, 0.0]
+    assert nll_deciles([trace([])]) == [None] * 10
+
+
+def test_trace_text_cannot_break_out_of_the_page(tmp_path: Path) -> None:
+    ctx = make_run(tmp_path, PARADOX_HITS)
+    add_scored_traces(ctx, problems=2, texts={(0, "rft"): "x </script><script>alert(1)</script> <!-- y"})
+    report_stage(ctx)
+    page = (tmp_path / "report.html").read_text()
+    assert "alert(1)</script>" not in page and "<!-- y" not in page
+    texts = [t["text"] for p in embedded_browser(page)["problems"] for t in p["traces"] if t["stream"] == "rft"]
+    assert "x </script><script>alert(1)</script> <!-- y" in texts
+
+
+def test_report_cli_rebuilds_and_serves_only_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_run(tmp_path / "run", PARADOX_HITS)
+    add_scored_traces(ctx, problems=3)
+    ctx.store.close()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert result.output.index("Verdict:") < result.output.index("HTML report:"), "the verdict, then the page"
+    assert embedded_browser((tmp_path / "run" / "report.html").read_text())["problems"]
+
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)  # no desktop browser in a test
+    shown = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "--no-rebuild", "--open"])
+    assert shown.exit_code == 0 and opened == [(tmp_path / "run" / "report.html").resolve().as_uri()]
+
+    missing = CliRunner().invoke(app, ["report", str(tmp_path), "--no-rebuild"])
+    assert missing.exit_code == 1 and "report.html: missing" in " ".join(missing.output.split())
+
+    server = report_server(tmp_path / "run", port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with urllib.request.urlopen(f"{base}/") as reply:
+            assert reply.read() == (tmp_path / "run" / "report.html").read_bytes()
+        with urllib.request.urlopen(f"{base}/figures/nll_deciles.png") as reply:
+            assert reply.read()[:4] == b"\x89PNG"
+        for private in ("/manifest.json", "/streams.json", "/figures/../manifest.json", "/scored_rft/"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(f"{base}{private}")
+            assert err.value.code == 404, private
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_scored_run_of_a_real_model_feeds_the_browser_and_stays_quiet(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Through the score stage of a real (tiny) model: the page's per-token NLLs average to each trace's NLL."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({
+        "name": "tiny", "problems": {"source": "lab", "split": "train"},
+        "student": {"engine": {"type": "hf", "model": str(tiny_model_dir), "device": "cpu", "batch_size": 2}},
+        "oracle": {"engine": {"type": "lab-oracle"}}, "sampling": {"k": 2, "max_tokens": 16},
+        "streams": {"enabled": ["gold", "rft", "oracle_synth"]}, "reward": {"type": "lab"},
+    }))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(config), "--until", "score", "--limit", "3", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.output and "it/s" not in result.output, result.output
+    assert [line.split()[1] for line in result.output.splitlines() if line.startswith("✓")] == [
+        "load", "sample", "streams", "score"]
+    report = CliRunner().invoke(app, ["report", str(run)])
+    assert report.exit_code == 0, report.output
+    data = embedded_browser((run / "report.html").read_text())
+    scored = {t.id: t for s in ("gold", "oracle_synth") for t in RunStore(run).stage(f"scored_{s}").records(Trace)}
+    drawn = [t for p in data["problems"] for t in p["traces"]]
+    assert len(data["problems"]) == 3 and {t["stream"] for t in drawn} == {"gold", "oracle_synth"}
+    for packed in drawn:
+        assert len(packed["nll"]) == len(packed["spans"]) == scored[packed["id"]].metrics["tokens"] > 0
+        assert sum(packed["nll"]) / len(packed["nll"]) / 1000 == pytest.approx(scored[packed["id"]].metrics["nll"], abs=2e-3)
+        assert all(0 <= s <= e <= len(packed["text"]) for s, e in packed["spans"])
+    rows = {r["stream"]: r for r in json.loads((run / "report.json").read_text())["streams"]}
+    assert all(v is not None for v in rows["gold"]["nll_deciles"])
+
+
+def test_trace_browser_shows_the_student_trace_that_was_refined() -> None:
+    def trace(tid: str, stream: str, parent: str | None = None) -> Trace:
+        return Trace(id=tid, problem_id="p", text=tid, stream=stream, parent_id=parent, metrics={"nll": 1.0})
+
+    traces = {"rft": [trace("a-rft", "rft"), trace("b-rft", "rft")], "sar": [trace("s", "sar", "b-rft")]}
+    data = browser_data([Problem(id="p", question="q", answer="1")], traces, {t.id: t for v in traces.values() for t in v})
+    shown = {t["stream"]: t for t in data["problems"][0]["traces"]}
+    assert shown["rft"]["id"] == "b-rft" and shown["sar"]["parent"] == {"stream": "rft", "id": "b-rft"}

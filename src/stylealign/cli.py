@@ -164,6 +164,44 @@ def export(
     console.print(f"exported {result['examples']} examples: {result['jsonl']}, {result['dataset']}")
 
 
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="a run directory"),
+    rebuild: bool = typer.Option(True, "--rebuild/--no-rebuild", help="rebuild the report from the run's records first"),
+    open_page: bool = typer.Option(False, "--open", help="open report.html in the web browser"),
+    serve_page: bool = typer.Option(False, "--serve", help="serve the report on 127.0.0.1 until Ctrl-C"),
+    port: int = typer.Option(8765, min=0, max=65535, help="port for --serve (0: any free port)"),
+) -> None:
+    """Build the report of an existing run (tables, figures, trace browser) and open or serve it."""
+    import webbrowser
+
+    from stylealign.engines import EngineError
+    from stylealign.report import report_run
+    from stylealign.report.serve import open_report, report_page, report_server
+
+    try:
+        page = report_run(run_dir, console=console) if rebuild else report_page(run_dir)
+        server = report_server(run_dir, port) if serve_page else None
+        if open_page and server is None:
+            open_report(run_dir)
+    except (ValueError, OSError, EngineError) as err:
+        _fail(str(err))
+    if not rebuild:
+        console.print(f"HTML report: [bold]{page.resolve()}[/]")
+    if server is not None:
+        host, bound = server.server_address[:2]
+        url = f"http://{host}:{bound}/"
+        console.print(f"serving the report at [bold]{url}[/] (Ctrl-C to stop)")
+        if open_page:
+            webbrowser.open(url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
 @lab_app.command("pretrain")
 def lab_pretrain(
     out: Path | None = typer.Option(None, "--out", "-o", help="also copy the model directory here"),

@@ -37,6 +37,7 @@ from stylealign.engines.base import (
     render_prompt,
 )
 from stylealign.models import resolve_model
+from stylealign.progress import quiet_loading, stage_bar_active
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DETOKENIZE_CONTEXT = 4
@@ -157,8 +158,9 @@ class HFEngine:
         path = resolve_model(model)
         self.device = _pick_device(device)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, self.device))
+            with quiet_loading():
+                self.tokenizer = AutoTokenizer.from_pretrained(path)
+                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, self.device))
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise EngineError(f"model {model!r}: cannot load it (not a model directory or hub id): {first}") from None
@@ -350,5 +352,5 @@ class HFEngine:
             desc=f"{self.name}: {what}",
             unit="batch",
             leave=False,
-            disable=not self.progress or len(batches) < 2,
+            disable=not self.progress or len(batches) < 2 or stage_bar_active(),
         )

@@ -4,6 +4,8 @@ The paper's global PPL is exp(mean token NLL) of the response given the
 prompt. Quarters (Q1–Q4, contiguous quarters of the response tokens) and
 steps show *where* the cost sits; `loss_by_token` (summed NLL per token
 string) lets a stream's loss be attributed to the tokens that carry it.
+`token_nll` and `token_offsets` (each token's NLL and character span) keep
+the per-token picture for the report's trace browser.
 """
 
 from __future__ import annotations
@@ -76,7 +78,14 @@ def cost_from_scores(scores: TokenScores, text: str) -> dict[str, Any]:
     for token, value in zip(_token_texts(scores, text), nlls, strict=True):
         loss[token] += value
     out["loss_by_token"] = {token: round(value, 5) for token, value in loss.items()}
+    out.update(token_detail(scores, nlls))
     return out
+
+
+def token_detail(scores: TokenScores, nlls: Sequence[float]) -> dict[str, Any]:
+    """Each token's NLL (3 decimals: enough for a heat map, small on disk) and (start, end) span in the response."""
+    spans = [[int(start), int(end)] for start, end in scores.offsets] if len(scores.offsets) == len(nlls) else []
+    return {"token_nll": [round(value, 3) for value in nlls], "token_offsets": spans}
 
 
 def adaptation_cost(engine: Engine, requests: Sequence[Request], responses: Sequence[str]) -> list[dict[str, Any]]:

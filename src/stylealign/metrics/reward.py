@@ -76,6 +76,7 @@ class ClassifierReward:
         )
 
         from stylealign.models import resolve_model
+        from stylealign.progress import quiet_loading
 
         path = resolve_model(model)
         self.name = f"{'prm' if per_step else 'orm'}:{model}"
@@ -91,7 +92,8 @@ class ClassifierReward:
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = loader.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
+        with quiet_loading():
+            self.model = loader.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.per_step, self.separator, self.batch_size = per_step, separator, batch_size

@@ -102,6 +102,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         "student": engine_id(ctx.config.student.engine),
         "template": template_id(ctx.student_template()),
         "reward": ctx.config.reward.model_dump(mode="json", exclude={"batch_size"}),
+        "cost_fields": "token_nll",  # traces scored before per-token NLLs were kept are scored again
     }
 
     def build(batch: list[WorkItem], name: str) -> BatchResult:

@@ -1,4 +1,5 @@
-"""The report's figures as PNGs (matplotlib Agg): quality vs utility, cost vs utility, quarters, tokens, training loss.
+"""The report's figures as PNGs (matplotlib Agg): quality vs utility, cost vs utility, quarters, loss by position,
+tokens, training loss.
 
 Every figure is always written; one without data says so on its canvas, so the
 page has the same shape whatever a run produced.
@@ -18,6 +19,7 @@ FIGURES = {
     "reward_vs_accuracy": "Reward vs accuracy after fine-tuning",
     "cost_vs_accuracy": "Adaptation cost (student PPL) vs accuracy after fine-tuning",
     "ppl_quarters": "Student perplexity per quarter of the response",
+    "nll_deciles": "Student NLL along the response (mean per tenth of its tokens)",
     "loss_tokens": "Tokens carrying most of the student's loss, per stream",
     "training_loss": "Training loss per optimizer step, per stream (one line per seed)",
 }
@@ -71,6 +73,24 @@ def _quarters(rows: list[dict[str, Any]], ax: Any) -> None:
     ax.set_ylabel("student perplexity")
     ax.legend(loc="upper left", ncol=min(3, len(bars)))
     ax.grid(axis="y", alpha=0.3)
+
+
+def _deciles(rows: list[dict[str, Any]], ax: Any) -> None:
+    lines = [r for r in rows if any(v is not None for v in r.get("nll_deciles") or [])]
+    if not lines:
+        _empty(ax, "no per-token NLL (run the score stage again)")
+        return
+    for r in lines:
+        points = [(10 * d + 5, v) for d, v in enumerate(r["nll_deciles"]) if v is not None]
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", label=r["stream"])
+    for q in (25, 50, 75):
+        ax.axvline(q, color="grey", alpha=0.3, linestyle=":")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("position in the response (% of its tokens; dotted: quarter bounds)")
+    ax.set_ylabel("mean student NLL (nats/token)")
+    ax.legend(loc="best", ncol=min(3, len(lines)))
+    ax.grid(alpha=0.3)
 
 
 def _token_items(value: Any, top: int) -> list[tuple[str, float]]:
@@ -138,6 +158,8 @@ def make_figures(
                 _scatter(rows, "ppl", "Student PPL on the stream", base_accuracy, ax)
             elif name == "training_loss":
                 _training_loss(curves or {}, ax)
+            elif name == "nll_deciles":
+                _deciles(rows, ax)
             else:
                 _quarters(rows, ax)
         fig.suptitle(title)

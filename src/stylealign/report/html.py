@@ -1,4 +1,7 @@
-"""One self-contained HTML page: inline style, figures as base64 PNGs, no scripts, nothing fetched."""
+"""One self-contained HTML page: inline style, figures as base64 PNGs, nothing fetched.
+
+Its only script is the trace browser's, which draws embedded JSON and puts trace text in as text nodes.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ import html
 from pathlib import Path
 from typing import Any
 
+from stylealign.report.browser import browser_style, render_browser
 from stylealign.report.figures import FIGURES
 from stylealign.report.table import COLUMNS, contrast_table, data_sentence, fmt, mode_sentence
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
-table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; display: block; max-width: 100%; overflow-x: auto; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.35rem 0.6rem; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f4f4f4; }
@@ -23,6 +27,9 @@ figure#loss_tokens { grid-column: 1 / -1; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9rem; }
 """
+
+
+EMPTY_BROWSER: dict[str, Any] = {"problems": [], "available": 0}
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -48,7 +55,7 @@ def _eval_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def render_html(report: dict[str, Any], figures: dict[str, Path]) -> str:
+def render_html(report: dict[str, Any], figures: dict[str, Path], browser: dict[str, Any] | None = None) -> str:
     k = report["evaluation"]["k"]
     stream_table = _table(
         [header for _, header, _, _ in COLUMNS],
@@ -71,7 +78,7 @@ def render_html(report: dict[str, Any], figures: dict[str, Path]) -> str:
     title = html.escape(f"stylealign report — {report['name']}")
     return f"""<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
+<head><meta charset="utf-8"><title>{title}</title><style>{STYLE}{browser_style()}</style></head>
 <body>
 <h1>{title}</h1>
 <p class="verdict"><strong>Verdict: {html.escape(verdict["verdict"])}.</strong> {html.escape(verdict["sentence"])}</p>
@@ -90,6 +97,7 @@ fine-tuned on each stream, averaged over seeds; "acc before" is the base student
 {stream_table}
 <h2>Evaluation per test set</h2>
 {eval_table}
+{render_browser(browser or EMPTY_BROWSER)}
 <h2>Figures</h2>
 <div class="figures">{"".join(images)}</div>
 </body>

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stylealign.progress import stage_bar
 from stylealign.store import RunStore
 from stylealign.streams.context import BatchResult, WorkItem
 
@@ -32,9 +32,7 @@ def run_batches(
     done = stage.done_keys()
     pending = [item for item in items if item.key not in done]
     counts: Counter[str] = Counter(skipped=len(items) - len(pending))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=not pending) as bar:
-        task = bar.add_task(stage_name, total=len(pending))
+    with stage_bar(console, stage_name, len(pending)) as advance:
         for start in range(0, len(pending), batch_size):
             batch = list(pending[start : start + batch_size])
             result = build(batch)
@@ -44,5 +42,5 @@ def run_batches(
             counts.update(result.counts)
             counts["new"] += len(result.traces)
             counts["left_undone"] += len(batch) - len(set(result.done))
-            bar.advance(task, len(batch))
+            advance(len(batch))
     return {k: v for k, v in counts.items() if v}
