@@ -30,9 +30,16 @@ def test_micro_recipe_builds_a_loadable_chat_model(tmp_path: Path):
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert model.config.model_type == "qwen2" and model.config.eos_token_id == tokenizer.eos_token_id
-    assert [t.strip("Ġ") for t in tokenizer.tokenize(" 1234") if t != "Ġ"] == ["1", "2", "3", "4"]
-    pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str("has 12")
-    assert [p for p, _ in pieces] == ["has", "Ġ1", "2"]  # the space travels with the first digit
+    assert [t.strip("Ġ") for t in tokenizer.tokenize(" 1234")] == ["", "1", "2", "3", "4"]
+    # the tokenizer the engines load (transformers rebuilds a qwen2 model's pre-tokenizer) is the trained one
+    from stylealign.lab.student import _tokenizer, pretraining_corpus
+    from stylealign.lab.styles import oracle_solution
+
+    corpus = pretraining_corpus(recipe)
+    trained = _tokenizer([d.question for d in corpus] + [d.solution for d in corpus], recipe["vocab_size"])
+    problem = load_lab_problems("test", limit=1)[0]
+    for text in (problem.question, oracle_solution(problem.metadata, problem.question), problem.reference_solution):
+        assert tokenizer(text, add_special_tokens=False)["input_ids"] == trained(text, add_special_tokens=False)["input_ids"]
     request = Request.from_prompt("Tom has 3 apples.")
     assert render_prompt(tokenizer, request) == "<|user|>\nTom has 3 apples.\n<|assistant|>\n"
     ids, prompt_len = encode_prompt_response(tokenizer, request, "The answer is 3.")

@@ -1,9 +1,9 @@
 """The lab's student: a tiny Qwen2 causal LM pretrained on CPU, mostly on its own native writing style.
 
 Recipe (`RECIPES["student"]`): a byte-level BPE tokenizer trained with
-`tokenizers` on lab text, digits split into single tokens with the space
-before a number kept on its first digit, with a chat template and an EOS
-token; a 3-layer Qwen2 (d=96, ~0.4M parameters) trained from scratch with
+`tokenizers` on lab text with Qwen2's pre-tokenization (digits one by one),
+so the tokenizer the engines load is the one the model trained with, plus a
+chat template and an EOS token; a 3-layer Qwen2 (d=96, ~0.4M parameters) trained from scratch with
 AdamW for 2400 steps of 32 `pretrain`-split problems (never the train or test
 splits; difficulty levels 1-3 only, see `world.LEVELS`): warmup, a constant
 learning rate, then a linear decay to zero over the last 40% of the steps.
@@ -80,7 +80,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
-    return content_id(recipe, "v2")[:10]
+    return content_id(recipe, "v3")[:10]
 
 
 def student_dir(name: str = "student") -> Path:
@@ -111,13 +111,23 @@ def ensure_student(name: str = "student", log: Callable[[str], None] | None = No
 
 
 def _tokenizer(corpus: list[str], vocab_size: int):
+    """A byte-level BPE trained on `corpus` with Qwen2's own pre-tokenization and normalizer.
+
+    transformers loads the tokenizer of a qwen2 model directory as `Qwen2Tokenizer`, which keeps the
+    vocabulary and merges but rebuilds the pre-tokenizer; training with any other pre-tokenizer would give
+    the engines a tokenization the model never saw (digits and LaTeX split differently).
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
