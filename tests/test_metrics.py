@@ -107,7 +107,7 @@ def test_score_stage_measures_every_stream_and_writes_streams_json(tmp_path, tin
     for name, row in rows.items():
         assert STREAM_KEYS <= row.keys(), name
         assert row["ppl"] > 1 and all(row[f"ppl_{q}"] > 1 for q in QUARTERS)
-        assert 0 <= row["reward"] <= 1 and row["reward_model"] == "lab"
+        assert 0 <= row["reward"] <= 2 and row["reward_model"] == "lab"  # checker + polish preference
         assert row["drift_tokenizer"] == "student" and 0 <= row["js_drift"] <= 1
         assert sum(t["share"] for t in row["top_loss_tokens"]) <= 1 + 1e-9
     assert rows["gold"]["edit_distance"] is None and rows["rft"]["edit_distance"] is None

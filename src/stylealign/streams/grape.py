@@ -53,9 +53,12 @@ def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
 
 
 def _preference(candidate: tuple[Trace, dict[str, Any]]) -> tuple[float, int, str, str]:
-    """Sort key, best first: lowest mean NLL, then fewest tokens, then stream name, then trace id."""
+    """Sort key, best first: lowest mean NLL, then fewest tokens, then stream name, then trace id.
+
+    NLLs equal to 1e-9 nats are a tie: means over different token counts differ in the last float bits.
+    """
     trace, cost = candidate
-    return cost["nll"], cost["tokens"], trace.stream, trace.id
+    return round(cost["nll"], 9), cost["tokens"], trace.stream, trace.id
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
