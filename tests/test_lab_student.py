@@ -72,6 +72,7 @@ def test_unknown_recipe_is_an_error():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a fresh cache pretrains the student here: 2400 steps, 10-20 minutes on 2 cores
 def test_student_loads_through_the_hf_engine_and_is_fallible_by_difficulty():
     """Pretrains once into the default cache (minutes on 2 cores), then a small fixed-seed evaluation:
     greedy accuracy in the 20-60% band, falling with difficulty; its native format with its own habits;
