@@ -16,13 +16,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from stylealign.engines import Request, SamplingParams, render_prompt
 from stylealign.engines.hf import HFEngine
-from stylealign.engines.openai_api import OpenAIEngine
-from stylealign.server import BackgroundServer, create_app
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "stylealign" / "data" / "gsm8k" / "train.jsonl"
 CHAT_TEMPLATE = (
@@ -31,22 +30,30 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_model(out: Path, rows: list[dict], hidden: int, layers: int) -> Path:
+def train_tokenizer(rows: list[dict], vocab_size: int = 4000) -> Any:
+    """A byte-level BPE tokenizer trained here on GSM8K text, with a chat template: no hub download."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<unk>", "<|end|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>"]
     trainer = trainers.BpeTrainer(
-        vocab_size=4000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator((r["question"] + "\n" + r["answer"] for r in rows), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", eos_token="<|end|>", pad_token="<|pad|>"
     )
     tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_model(out: Path, rows: list[dict], hidden: int, layers: int) -> Path:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = train_tokenizer(rows)
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -142,6 +149,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+
+    from stylealign.engines.openai_api import OpenAIEngine
+    from stylealign.server import BackgroundServer, create_app
 
     rows = [json.loads(line) for line in DATA.read_text().splitlines()[:2000]]
     with tempfile.TemporaryDirectory() as tmp:
