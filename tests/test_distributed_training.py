@@ -5,7 +5,7 @@ all 4, two processes take 2 each and DDP averages their gradients (the loss of
 each half is weighted by its share of the batch's response tokens, so halves
 of different lengths still add up to the one-process loss). The per-step
 losses and the trained weights must then agree up to float summation order:
-measured here within 1e-6 relative, asserted within 1e-4.
+measured here within 7e-8 relative, asserted within 1e-4.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def _losses(model_dir: Path) -> list[float]:
 
 
 @pytest.mark.slow
-def test_two_processes_train_what_one_does_with_the_same_global_batch(config_path: Path, tmp_path: Path) -> None:
+def test_two_processes_train_what_one_does_with_the_same_global_batch(
+    config_path: Path, tmp_path: Path, tiny_model_dir: Path
+) -> None:
     single, parallel = tmp_path / "single", tmp_path / "ddp"
     for run_dir in (single, parallel):
         _built_run(run_dir, config_path)
@@ -93,9 +95,10 @@ def test_two_processes_train_what_one_does_with_the_same_global_batch(config_pat
     assert info_one["steps"] == info_two["steps"] == STEPS and info_one["key"] == info_two["key"]
     losses_one, losses_two = _losses(one), _losses(two)
     assert losses_two == pytest.approx(losses_one, rel=1e-4)
-    assert losses_one[-1] < losses_one[0], "training moved the model"
-    trained_one = AutoModelForCausalLM.from_pretrained(one, dtype=torch.float32).state_dict()
-    trained_two = AutoModelForCausalLM.from_pretrained(two, dtype=torch.float32).state_dict()
+    trained_one, trained_two, base = (
+        AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).state_dict() for d in (one, two, tiny_model_dir)
+    )
+    assert any(not torch.equal(trained_one[name], base[name]) for name in base), "training moved the weights"
     for name, weights in trained_one.items():
         torch.testing.assert_close(trained_two[name], weights, rtol=1e-4, atol=1e-5)
     manifest = json.loads((parallel / "manifest.json").read_text())
