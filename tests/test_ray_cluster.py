@@ -134,11 +134,15 @@ def test_sample_stage_through_a_separately_started_cluster_equals_hf(
     on_cluster = _config(tiny_model_dir, {"type": "ray", "num_actors": 2, "address": address, "actor": hf})
     config_path = tmp_path / "cluster.yaml"
     config_path.write_text(yaml.safe_dump(on_cluster))
-    run = subprocess.run(
-        [sys.executable, "-m", "stylealign.cli", "run", str(config_path), "--until", "sample",
-         "--out", str(tmp_path / "cluster-run")],
-        env=env, capture_output=True, text=True, timeout=STAGE_TIMEOUT,
-    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "stylealign.cli", "run", str(config_path), "--until", "sample",
+             "--out", str(tmp_path / "cluster-run")],
+            env=env, capture_output=True, text=True, timeout=STAGE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as err:
+        output = "".join(o.decode(errors="replace") if isinstance(o, bytes) else o or "" for o in (err.stdout, err.stderr))
+        pytest.fail(f"the sample stage through the cluster took over {STAGE_TIMEOUT}s; its output:\n{output[-3000:]}")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "✓ sample" in run.stdout
 
