@@ -31,7 +31,7 @@ from stylealign.store import RunStore
 from stylealign.training import TRAINING_INFO, TRAINING_LOG, seed_dir
 
 LAUNCH_TIMEOUT = 600
-"""Seconds for the 2-process run (about 60 s on 2 busy cores: two interpreters importing torch, 4 steps)."""
+"""Seconds for the 2-process run (the whole test call, both runs: 427 s measured at load 15, nice 19)."""
 STEPS = 4
 PROBLEMS = [Problem(id=f"p{i}", question=f"Tom has {i} apples and buys {i + 3} more. How many?", answer=str(2 * i + 3)) for i in range(8)]
 
