@@ -63,6 +63,9 @@ class EngineConfig(Strict):
     tokenizer: str | None = Field(None, description="local tokenizer dir: renders the chat template for scoring")
     # ray
     num_actors: int = Field(2, ge=1)
+    address: str | None = Field(
+        None, description="ray: the cluster to join (auto, HOST:PORT or ray://HOST:10001); default: RAY_ADDRESS if set, else a local in-process start",
+    )
     actor: EngineConfig | None = None
     # lab-oracle
     world_seed: int = 0

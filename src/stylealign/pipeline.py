@@ -18,6 +18,8 @@ from typing import Any
 from rich.console import Console
 
 from stylealign.config import PAPER_STREAMS, STREAMS, DatasetConfig, EngineConfig, ExperimentConfig
+from stylealign.distributed import is_main_process, world_size
+from stylealign.distributed import shutdown as shutdown_distributed
 from stylealign.engines import Engine, load_engine
 from stylealign.prompts import PromptTemplate, load_template
 from stylealign.records import Problem, content_id
@@ -156,8 +158,17 @@ def run_experiment(
     unknown = [s for s in selected if s not in STREAMS]
     if unknown:
         raise ValueError(f"unknown streams {unknown}; choose from {list(STREAMS)}")
-    store = RunStore(out, config=config.model_dump(mode="json"))
-    ctx = RunContext(config=config, store=store, console=console or Console(), limit=limit, streams=selected,
+    processes = world_size()
+    if processes > 1 and only != "train":
+        raise ValueError(
+            f"{processes} processes (WORLD_SIZE={processes}): a torchrun / accelerate launch runs `--only train`; "
+            "run the other stages in one process"
+        )
+    # under a data-parallel launch process 0 alone holds the run directory and writes it; the others only read
+    main = is_main_process()
+    store = RunStore(out, config=config.model_dump(mode="json") if main else None)
+    console = (console or Console()) if main else Console(quiet=True)
+    ctx = RunContext(config=config, store=store, console=console, limit=limit, streams=selected,
                      allow_failures=allow_failures)
     stages = [only] if only else list(STAGES[: STAGES.index(until) + 1] if until else STAGES)
     functions = _stage_functions()
@@ -165,10 +176,12 @@ def run_experiment(
         for name in stages:
             start = time.perf_counter()
             summary = functions[name](ctx)
-            store.mark_done(name, summary)
+            if main:
+                store.mark_done(name, summary)
             details = ", ".join(f"{k}={v}" for k, v in summary.items())
             ctx.console.print(f"[bold green]✓ {name}[/] ({time.perf_counter() - start:.1f}s) {details}")
     finally:
         ctx.release_engines()
         store.close()
+        shutdown_distributed()
     return ctx

@@ -19,6 +19,12 @@ and `training_log.json`: TRL's log history (loss, learning rate, grad norm per
 logging step; the trainer's own JSON format, read by the report with no extra
 dependency). `training.report_to` also sends the same logs to TensorBoard,
 wandb or mlflow for those who want them.
+
+Under `torchrun` / `accelerate launch` (`stylealign run CFG --only train`)
+training is data-parallel: `training.batch_size` stays the global batch, each
+of the N processes takes batch_size / N of it and DDP averages the gradients,
+so the budget counts the same optimizer steps as one process does. Process 0
+alone prepares the directory and writes the model; the others wait for it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from stylealign.config import BudgetConfig, EngineConfig, TrainingConfig
+from stylealign.distributed import is_main_process
 from stylealign.engines.base import Request, encode_prompt_response
 from stylealign.records import content_id
 
@@ -148,11 +155,11 @@ def fine_tune(
     done = finished_model(out_dir, key)
     if done is not None:
         return done
-    _prepare_out_dir(out_dir, key)
 
     import datasets
     import torch
     import transformers
+    from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import ProgressCallback
@@ -162,6 +169,17 @@ def fine_tune(
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     cuda = torch.cuda.is_available()
+    # one process, or one of a torchrun / accelerate launch: the trainer's process group, joined here already
+    processes = PartialState(cpu=not cuda)
+    if processes.is_main_process:
+        _prepare_out_dir(out_dir, key)
+        _complete_checkpoint(out_dir)  # removes partial checkpoints before any process looks for one
+    processes.wait_for_everyone()
+    if cfg.batch_size % processes.num_processes:
+        raise ValueError(
+            f"training.batch_size={cfg.batch_size} is the global batch: it must split evenly over "
+            f"{processes.num_processes} processes"
+        )
     bf16 = cfg.bf16 if cfg.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
     if tokenizer.eos_token_id is None:
@@ -195,7 +213,7 @@ def fine_tune(
             loss_type=cfg.loss,
             max_steps=max_steps,
             learning_rate=cfg.learning_rate,
-            per_device_train_batch_size=cfg.batch_size,
+            per_device_train_batch_size=cfg.batch_size // processes.num_processes,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type="linear",
@@ -247,17 +265,20 @@ def fine_tune(
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "seconds": round(time.perf_counter() - start, 2),
+        "processes": trainer.args.world_size,
         "config": cfg.model_dump(mode="json"),
     }
-    tmp = out_dir / f".model.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trained.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
-    (tmp / TRAINING_LOG).write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
-    shutil.rmtree(out_dir / "model", ignore_errors=True)
-    os.replace(tmp, out_dir / "model")
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    if processes.is_main_process:
+        tmp = out_dir / f".model.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        trained.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (tmp / TRAINING_LOG).write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
+        shutil.rmtree(out_dir / "model", ignore_errors=True)
+        os.replace(tmp, out_dir / "model")
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    processes.wait_for_everyone()  # the others return the model directory only once it is there
     del trainer, trained, model
     gc.collect()
     if cuda:
@@ -375,15 +396,16 @@ def train_stage(ctx: Any) -> dict[str, Any]:
     warning = length_warning(longest, ctx.config.evaluation.max_tokens) if longest else None
     if warning:
         ctx.console.print(f"[yellow]warning:[/] {warning}")
-    ctx.store.write_json(
-        "train/summary.json",
-        {
-            "match_problems": ctx.config.streams.match_problems,
-            "matched_problems": None if common is None else len(common),
-            "budget": cfg.budget.model_dump(exclude_none=True),
-            "seeds": cfg.seeds,
-            "warnings": [warning] if warning else [],
-            "streams": streams,
-        },
-    )
+    if is_main_process():
+        ctx.store.write_json(
+            "train/summary.json",
+            {
+                "match_problems": ctx.config.streams.match_problems,
+                "matched_problems": None if common is None else len(common),
+                "budget": cfg.budget.model_dump(exclude_none=True),
+                "seeds": cfg.seeds,
+                "warnings": [warning] if warning else [],
+                "streams": streams,
+            },
+        )
     return {"trained": ",".join(trained) or "-", "skipped (no traces)": ",".join(skipped) or "-", "seeds": len(cfg.seeds)}

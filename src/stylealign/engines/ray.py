@@ -1,7 +1,9 @@
 """Many engines on a Ray cluster: requests are sharded across actors, each holding `load_engine(cfg.actor)`.
 
-`ray.init(address="auto")` joins the cluster named by `RAY_ADDRESS`; without
-it a small local cluster starts. Each actor gets a contiguous share of the
+`engine.address` names a running cluster to join (`auto`, `HOST:PORT` of the
+head's GCS, or `ray://HOST:10001` through Ray Client); without it the cluster
+in `RAY_ADDRESS` is joined, and without that a small local cluster starts in
+this process. Each actor gets a contiguous share of the
 requests; results come back in request order. If an actor dies, it is
 replaced and its share is sent again (up to `max_restarts` times per call).
 Because the hf engine seeds samples per request, the result does not depend
@@ -37,12 +39,20 @@ class EngineActor:
         return self.engine.score(requests, responses)
 
 
-def init_ray(num_cpus: int) -> bool:
-    """Connect to the cluster in `RAY_ADDRESS`, or start a quiet local one; True if this call started Ray."""
+def init_ray(num_cpus: int, address: str | None = None) -> bool:
+    """Join the cluster at `address` (or `RAY_ADDRESS`), or start a quiet local one; True if this call connected
+    this process to Ray (so `close()` disconnects it).
+
+    Joining never starts a cluster: an address nobody answers is an error, not a silent local run.
+    """
     if ray.is_initialized():
         return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=False)
+    address = address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+    if address:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as err:
+            raise EngineError(f"ray engine: cannot join the cluster at {address!r}: {err}") from err
     else:
         ray.init(
             num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
@@ -59,6 +69,7 @@ class RayEngine:
         actor_options: dict[str, Any] | None = None,
         max_restarts: int = 2,
         name: str | None = None,
+        address: str | None = None,
     ):
         if actor.type == "ray":
             raise ValueError("a ray engine's actors cannot themselves be ray engines")
@@ -67,7 +78,7 @@ class RayEngine:
         self.max_restarts = max_restarts
         self.name = name or actor.model or actor.type
         self.restarts = 0
-        self._started_ray = init_ray(num_cpus=max(num_actors, os.cpu_count() or 1))
+        self._started_ray = init_ray(num_cpus=max(num_actors, os.cpu_count() or 1), address=address)
         self._remote = ray.remote(EngineActor).options(**self.actor_options)
         self.actors = [self._spawn() for _ in range(num_actors)]
 
@@ -76,7 +87,7 @@ class RayEngine:
         if cfg.actor is None:
             raise ValueError("the ray engine needs engine.actor: the engine config each actor loads")
         options = {"num_gpus": 1} if cfg.actor.type == "vllm" else None
-        return cls(cfg.actor, num_actors=cfg.num_actors, actor_options=options)
+        return cls(cfg.actor, num_actors=cfg.num_actors, actor_options=options, address=cfg.address)
 
     def generate(
         self, requests: Sequence[Request], n: int, sampling: SamplingParams

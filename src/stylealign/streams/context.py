@@ -23,7 +23,7 @@ from stylealign.streams.retry import (
     generate_with_retries,
 )
 
-RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env"}
+RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env", "address"}
 
 
 def template_id(template: PromptTemplate) -> str:
