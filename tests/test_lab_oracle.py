@@ -10,9 +10,10 @@ import pytest
 from stylealign.config import EngineConfig
 from stylealign.engines import EngineError, Request, SamplingParams, load_engine
 from stylealign.lab.checker import first_error_step
-from stylealign.lab.oracle import LabOracle, LabOracleEngine
 from stylealign.lab.styles import student_solution
 from stylealign.lab.world import load_lab_problems
+from stylealign.oracles.engine import OracleEngine
+from stylealign.oracles.lab import LabOracle
 from stylealign.prompts import load_template
 from stylealign.steps import split_steps, tag_paragraphs
 
@@ -104,7 +105,7 @@ def _ask(engine, template: str, **variables) -> str:
 
 def test_engine_answers_every_oracle_template(problems, oracle):
     engine = load_engine(EngineConfig(type="lab-oracle", style_leak=0.0))
-    assert isinstance(engine, LabOracleEngine) and engine.name == "lab:oracle"
+    assert isinstance(engine, OracleEngine) and engine.name == "lab:oracle"
     problem = problems[2]
     student = student_solution(problem.metadata)
     wrong = corrupt(problem, 1)
@@ -121,8 +122,27 @@ def test_engine_answers_every_oracle_template(problems, oracle):
     assert repaired == split_steps(student)[1].strip()
 
 
+def test_engine_routes_by_the_template_name_a_request_carries(problems, oracle, tmp_path):
+    """A reworded template in a prompts_dir still reaches its operation; a template it cannot route is an error."""
+    engine = OracleEngine(style_leak=0.0)
+    problem, wrong = problems[2], corrupt(problems[2], 1)
+    reworded = "Please polish what follows; nothing about fixing or solving.\n[Problem]\n{{ question }}\n[Solution]\n{{ solution }}\n"
+    for name in ("refine", "polish"):
+        (tmp_path / f"{name}.yaml").write_text("user: |\n" + "".join(f"  {line}\n" for line in reworded.splitlines()))
+    refine = load_template("refine", tmp_path).request(question=problem.question, solution=wrong)
+    assert refine.template == "refine"
+    assert engine.generate([refine], 1, SamplingParams())[0][0].text == oracle.refine(problem, wrong)
+    polish = load_template("polish", tmp_path).request(question=problem.question, solution=wrong)
+    with pytest.raises(EngineError, match="no operation for prompt template 'polish'; it answers solve, refine, sar"):
+        engine.generate([polish], 1, SamplingParams())
+    (tmp_path / "sar.yaml").write_text("user: |\n  [Problem]\n  {{ question }}\n")
+    sar = load_template("sar", tmp_path).request(question=problem.question)
+    with pytest.raises(EngineError, match=r"the 'sar' prompt has no \[Student Solution\] section"):
+        engine.generate([sar], 1, SamplingParams())
+
+
 def test_engine_refuses_what_it_cannot_do(problems):
-    engine = LabOracleEngine.from_config(EngineConfig(type="lab-oracle"))
+    engine = OracleEngine.from_config(EngineConfig(type="lab-oracle"))
     assert "in neither" in _ask(engine, "solve", question="What is the integral of x^2?")
     with pytest.raises(EngineError, match="unrecognised prompt"):
         engine.generate([Request.from_prompt("Tell me a joke.")], 1, SamplingParams())

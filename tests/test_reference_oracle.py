@@ -11,10 +11,11 @@ from stylealign.datasets import load_problems
 from stylealign.engines import SamplingParams, load_engine
 from stylealign.grading import grade
 from stylealign.lab.checker import computed_values, first_error_step
-from stylealign.pipeline import RunContext, load_stage
+from stylealign.oracles.reference import ReferenceOracle
 from stylealign.prompts import load_template
 from stylealign.records import Problem
-from stylealign.reference_oracle import ReferenceOracle
+from stylealign.run.context import RunContext
+from stylealign.stages.load import load_stage
 from stylealign.steps import trace_steps
 
 GSM8K_TEST = DatasetConfig(source="gsm8k", split="test", limit=40)

@@ -22,13 +22,13 @@ from stylealign.config import PAPER_CONTRASTS, ExperimentConfig
 from stylealign.engines.base import TokenScores
 from stylealign.evaluation import dataset_label, model_fingerprint, sampling_params, summarize
 from stylealign.metrics.adaptation import cost_from_scores
-from stylealign.pipeline import RunContext
 from stylealign.records import Problem, Trace
-from stylealign.report import report_stage
 from stylealign.report.browser import MAX_BYTES, MAX_PROBLEMS, browser_data, nll_deciles, word_diff
 from stylealign.report.serve import report_server
 from stylealign.report.table import benchmark_table, headline, kendall_tau, paradox, spearman_rho
 from stylealign.report.verdict import contrasts, minimum_detectable, verdict
+from stylealign.run.context import RunContext
+from stylealign.stages.report import report_stage
 from stylealign.store import RunStore
 from stylealign.streams.listing import write_listing
 from stylealign.training import TRAINING_INFO

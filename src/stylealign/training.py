@@ -37,6 +37,7 @@ from typing import Any
 from stylealign.config import BudgetConfig, EngineConfig, TrainingConfig
 from stylealign.engines.base import Request, encode_prompt_response
 from stylealign.records import content_id
+from stylealign.run.context import RunContext
 
 TRAINING_INFO = "stylealign_training.json"
 TRAINING_LOG = "training_log.json"
@@ -265,7 +266,7 @@ def fine_tune(
     return out_dir / "model"
 
 
-def stream_examples(ctx: Any, stream: str, problem_ids: set[str] | None = None) -> list[tuple[Request, str]]:
+def stream_examples(ctx: RunContext, stream: str, problem_ids: set[str] | None = None) -> list[tuple[Request, str]]:
     """The (student request, trace text) pairs of the current traces of one stream (on `problem_ids` when given)."""
     from stylealign.streams.listing import stream_traces
 
@@ -283,7 +284,7 @@ def stream_examples(ctx: Any, stream: str, problem_ids: set[str] | None = None) 
     return examples
 
 
-def matched_problems(ctx: Any) -> set[str] | None:
+def matched_problems(ctx: RunContext) -> set[str] | None:
     """With `streams.match_problems`, the problem ids every non-empty selected stream covers; else None (all)."""
     from stylealign.streams.listing import stream_traces
 
@@ -344,7 +345,7 @@ def length_warning(longest_response: int, max_tokens: int) -> str | None:
     )
 
 
-def train_stage(ctx: Any) -> dict[str, Any]:
+def train_stage(ctx: RunContext) -> dict[str, Any]:
     """One model per selected stream and seed into DIR/train/<stream>/seed-<seed>/model, all under one budget rule."""
     from stylealign.models import resolve_model
 

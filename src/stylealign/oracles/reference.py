@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from stylealign.grading import grade
 from stylealign.lab.checker import answer_of, computed_values, first_error_in_steps, replace_answer
-from stylealign.oracle_style import FINAL_LINE, oracle_style, solution_lines
+from stylealign.oracles.house_style import FINAL_LINE, oracle_style, solution_lines
 from stylealign.records import Problem
 from stylealign.steps import step_separator, trace_steps
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from stylealign.pipeline import RunContext
 from stylealign.records import Trace
-from stylealign.streams.batches import run_batches
+from stylealign.run.context import RunContext
+from stylealign.run.work import run_batches
+from stylealign.stages.sample import current_samples
 from stylealign.streams.context import StreamContext
 from stylealign.streams.listing import write_listing
 from stylealign.streams.registry import build_order, stream_spec
-from stylealign.streams.sample import current_samples
 
 
 class StreamsFailed(ValueError):

@@ -17,7 +17,8 @@ from typing import Any
 
 from stylealign.config import STREAMS, ExperimentConfig
 from stylealign.records import Trace
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 
 Built = Mapping[str, list[Trace]]
 """The current traces of the streams built so far in this `streams` run, by name."""

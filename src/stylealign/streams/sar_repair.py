@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from stylealign.grading import grade_many
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
+from stylealign.run.work import BatchResult, WorkItem
 from stylealign.steps import step_mode, tag_paragraphs, trace_steps
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "sar_repair"

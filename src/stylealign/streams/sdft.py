@@ -20,7 +20,8 @@ from stylealign.engines.base import SamplingParams, generate_each
 from stylealign.grading import extract_answer, grade_many
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Trace, content_id
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem, template_id
+from stylealign.run.work import BatchResult, WorkItem, template_id
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "sdft"
