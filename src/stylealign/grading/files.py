@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from stylealign.datasets import good_rows, iter_rows
 from stylealign.grading.extract import extract_answer, reference_answer
 from stylealign.grading.pool import grade_batch
+from stylealign.io import write_text_atomically
 
 
 @dataclass
@@ -72,9 +72,5 @@ def grade_file(
         )
     ]
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-        os.replace(tmp, out)
+        write_text_atomically(Path(out), "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return FileGrades(rows=rows, skipped=skipped, timed_out=len(batch.timed_out), failed=len(batch.failed))
