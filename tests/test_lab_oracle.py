@@ -9,7 +9,7 @@ import pytest
 
 from stylealign.config import EngineConfig
 from stylealign.engines import EngineError, Request, SamplingParams, load_engine
-from stylealign.lab.checker import first_error_step
+from stylealign.lab.checker import first_wrong_step
 from stylealign.lab.styles import student_solution
 from stylealign.lab.world import load_lab_problems
 from stylealign.oracles.engine import OracleEngine
@@ -47,7 +47,7 @@ def test_solve_and_refine_are_correct_and_in_the_oracle_style(problems, oracle):
     for problem in problems:
         student = student_solution(problem.metadata)
         for text in (oracle.solve(problem), oracle.refine(problem, student)):
-            assert first_error_step(problem, text) == -1
+            assert first_wrong_step(problem, text) == -1
             assert "\\(" in text and f"\\boxed{{{problem.answer}}}" in text
             assert "The answer is" not in text
         assert len(split_steps(oracle.refine(problem, student))) == len(split_steps(student))
@@ -70,7 +70,7 @@ def test_style_aligned_refinement_changes_only_the_wrong_step_and_its_dependants
         right = student_solution(problem.metadata)
         for step_index in (1, 2):
             wrong = corrupt(problem, step_index)
-            assert oracle.locate_first_error(problem, wrong) == step_index
+            assert oracle.locate_error(problem, wrong) == step_index
             fixed = oracle.refine_style_aligned(problem, wrong)
             assert fixed == right
             assert split_steps(fixed)[:step_index] == split_steps(wrong)[:step_index]
@@ -171,7 +171,7 @@ def test_refine_keeps_the_student_numbers_and_order_and_sits_between_student_and
     for i, problem in enumerate(problems):
         student = _sample_like_the_student(problem, i)
         refined = oracle.refine(problem, student)
-        assert first_error_step(problem, refined) == -1 and "\\boxed" in refined
+        assert first_wrong_step(problem, refined) == -1 and "\\boxed" in refined
         assert len(split_steps(refined)) == len(split_steps(student))
         for ours, theirs in zip(split_steps(student)[1:-1], split_steps(refined)[1:-1], strict=True):
             # the student's operands, in the student's order, now in LaTeX
@@ -195,7 +195,7 @@ def test_sar_improves_what_a_teacher_would_and_leaves_the_rest(problems, oracle)
     skipped = "".join([steps[0], bare, *steps[2:]])
     assert oracle.refine_style_aligned(problem, skipped) == canonical
     repeated = "".join([*steps[:2], f"So {node['subject']} has {node['value']} {problem.metadata['items']}.\n\n", *steps[2:]])
-    assert first_error_step(problem, repeated) == -1
+    assert first_wrong_step(problem, repeated) == -1
     assert oracle.refine_style_aligned(problem, repeated) == canonical
     assert oracle.refine_style_aligned(problem, canonical) == canonical
 
@@ -208,7 +208,7 @@ def test_sar_imitates_the_voice_of_the_trace(problems, oracle):
     wrong_value = problem.metadata["nodes"][1]["value"]
     broken = student.replace(f"= {wrong_value} ", f"= {wrong_value + 1} ", 1)
     fixed = oracle.refine_style_aligned(problem, broken)
-    assert first_error_step(problem, fixed) == -1
+    assert first_wrong_step(problem, fixed) == -1
     assert fixed.count(", which means ") == student.count(", which means ")
 
 

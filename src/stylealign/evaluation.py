@@ -148,7 +148,7 @@ def dataset_label(cfg: DatasetConfig) -> str:
     return f"{Path(cfg.source).name if '/' in cfg.source else cfg.source}:{cfg.split}{window}"
 
 
-def summarize(traces: Iterable[Trace], k: int | None = None, *, resamples: int = 2000) -> dict[str, Any]:
+def accuracy_summary(traces: Iterable[Trace], k: int | None = None, *, resamples: int = 2000) -> dict[str, Any]:
     """Avg@k, pass@k, the 95% interval (problems and seeds), per-seed accuracy and length cuts from eval traces.
 
     Accuracy is the mean over test sets of the mean over seeds; `length_cut` is the share of samples that

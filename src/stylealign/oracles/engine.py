@@ -14,7 +14,7 @@ from functools import cached_property
 
 from stylealign.config import DatasetConfig, EngineConfig
 from stylealign.engines.base import Completion, EngineError, Request, SamplingParams, TokenScores
-from stylealign.lab.checker import first_error_in_steps, has_graph
+from stylealign.lab.checker import first_wrong_step, has_graph
 from stylealign.lab.world import find_problem, normalize_question
 from stylealign.oracles.lab import STYLE_LEAK, LabOracle
 from stylealign.oracles.reference import ReferenceOracle
@@ -113,7 +113,7 @@ class OracleEngine:
             if problem is None:
                 return _REFUSAL
             steps = [m.group(2) for m in sorted(_PARAGRAPH.finditer(prompt), key=lambda m: int(m.group(1)))]
-            return f"\\boxed{{{first_error_in_steps(problem, steps)}}}"
+            return f"\\boxed{{{first_wrong_step(problem, steps)}}}"
         problem = self._problem(_section(parts, "Problem", operation))
         if problem is None:
             return _REFUSAL

@@ -20,7 +20,7 @@ keep and how they write, with the paper's semantics:
   the oracle's own phrasing instead. A trace with nothing to improve comes
   back byte for byte.
 - `repair_step`: one wrong step redone in the student's style (same leak).
-- `locate_first_error`: the step checker.
+- `locate_error`: the step checker.
 
 The leak is drawn from the request's sampling seed and the problem, so a
 retried refinement (a new seed per attempt) can come out differently, and the
@@ -41,7 +41,7 @@ from stylealign.lab import styles
 from stylealign.lab.checker import (
     answer_of,
     computed_values,
-    first_error_in_steps,
+    first_wrong_step,
     has_equation,
     numbers_in,
     replace_answer,
@@ -118,7 +118,7 @@ class LabOracle:
         """Oracle-Refined: the student's steps, numbers and order, corrected, in the oracle's words."""
         graph = problem.metadata
         steps = _split(text)
-        first = first_error_in_steps(problem, steps)
+        first = first_wrong_step(problem, steps)
         good = steps if first < 0 else steps[:first]
         rng = random.Random(problem.question)
         out: list[str] = []
@@ -156,8 +156,8 @@ class LabOracle:
             return f"{rng.choice(styles.ORACLE_BECAUSE)} {reason}, {node['subject']} has {math} {graph['items']}."
         return styles.oracle_sentence(graph, node, rng, math)
 
-    def locate_first_error(self, problem: Problem, text: str) -> int:
-        return first_error_in_steps(problem, _split(text))
+    def locate_error(self, problem: Problem, text: str) -> int:
+        return first_wrong_step(problem, _split(text))
 
     def _pending(self, problem: Problem, done: Sequence[str]) -> list[dict[str, Any]]:
         """Graph nodes not yet computed by the (correct) steps `done`, in order."""
@@ -196,7 +196,7 @@ class LabOracle:
         return (fixed if fixed != body else styles.student_final(problem.answer, voice=voice)) + tail
 
     def _acceptable(self, problem: Problem, done: list[str], step: str) -> bool:
-        first = first_error_in_steps(problem, [*done, step, styles.student_final(problem.answer)])
+        first = first_wrong_step(problem, [*done, step, styles.student_final(problem.answer)])
         return first < 0 or first > len(done)
 
     def _improve(self, problem: Problem, steps: list[str], voice: styles.Voice, rng: random.Random) -> list[str]:
@@ -228,7 +228,7 @@ class LabOracle:
         steps = _split(text)
         rng = self._rng(problem, seed, "sar")
         voice = read_voice(text)
-        first = first_error_in_steps(problem, steps)
+        first = first_wrong_step(problem, steps)
         out = self._improve(problem, steps if first < 0 else steps[:first], voice, rng)
         if first < 0:
             return "".join(out)

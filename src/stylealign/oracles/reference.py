@@ -16,13 +16,13 @@ own trace, checked step by step against that reference
   number. A trace with no wrong step comes back unchanged.
 - `repair_step`: the reference line that computes the next quantity the
   student's prefix has not computed yet.
-- `locate_first_error`: the step checker.
+- `locate_error`: the step checker.
 """
 
 from __future__ import annotations
 
 from stylealign.grading import grade
-from stylealign.lab.checker import answer_of, computed_values, first_error_in_steps, replace_answer
+from stylealign.lab.checker import answer_of, computed_values, first_wrong_step, replace_answer
 from stylealign.oracles.house_style import FINAL_LINE, oracle_style, solution_lines
 from stylealign.records import Problem
 from stylealign.steps import step_separator, trace_steps
@@ -62,12 +62,12 @@ class ReferenceOracle:
     def refine(self, problem: Problem, text: str) -> str:
         return oracle_style(text, problem.answer) if grade(text, problem.answer) else self.solve(problem)
 
-    def locate_first_error(self, problem: Problem, text: str) -> int:
-        return first_error_in_steps(problem, trace_steps(text))
+    def locate_error(self, problem: Problem, text: str) -> int:
+        return first_wrong_step(problem, trace_steps(text))
 
     def refine_style_aligned(self, problem: Problem, text: str) -> str:
         steps = trace_steps(text)
-        first = first_error_in_steps(problem, steps)
+        first = first_wrong_step(problem, steps)
         if first < 0:
             return text
         sep = step_separator(steps, "\n")
@@ -78,7 +78,7 @@ class ReferenceOracle:
         own_closing = next((s for s in reversed(steps) if answer_of(s)), None)
         for closing in (self._closing(problem, own_closing), self._closing(problem, None)):
             refined = kept + sep.join([*rest, closing])
-            if first_error_in_steps(problem, trace_steps(refined)) < 0:
+            if first_wrong_step(problem, trace_steps(refined)) < 0:
                 return refined
         return refined
 

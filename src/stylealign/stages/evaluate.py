@@ -8,11 +8,11 @@ from typing import Any
 from stylealign.config import EngineConfig
 from stylealign.datasets import load_problems
 from stylealign.evaluation import (
+    accuracy_summary,
     dataset_label,
     evaluate_engine,
     model_fingerprint,
     sampling_params,
-    summarize,
 )
 from stylealign.records import Trace
 from stylealign.run.context import RunContext
@@ -85,6 +85,6 @@ def evaluate_stage(ctx: RunContext) -> dict[str, Any]:
         )
         ctx.release_engines()
     resamples = ctx.config.report.resamples
-    results = {name: summarize(traces, cfg.k, resamples=resamples) for name, traces in model_traces(ctx).items()}
+    results = {name: accuracy_summary(traces, cfg.k, resamples=resamples) for name, traces in model_traces(ctx).items()}
     ctx.store.write_json("eval.json", results)
     return {name: f"{r['accuracy']:.1%}" for name, r in results.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stylealign.evaluation import problem_scores, summarize
+from stylealign.evaluation import accuracy_summary, problem_scores
 from stylealign.records import Problem, Trace
 from stylealign.report import build_report, write_report
 from stylealign.report.browser import browser_data, nll_deciles
@@ -43,7 +43,7 @@ def report_stage(ctx: RunContext) -> dict[str, Any]:
         )
     k, resamples = ctx.config.evaluation.k, ctx.config.report.resamples
     traces = model_traces(ctx)
-    evaluations = {name: summarize(found, k, resamples=resamples) for name, found in traces.items()}
+    evaluations = {name: accuracy_summary(found, k, resamples=resamples) for name, found in traces.items()}
     scores = {name: problem_scores(found) for name, found in traces.items()}
     training_json = ctx.store.root / "train" / "summary.json"
     report = build_report(

@@ -56,11 +56,11 @@ def _attempts(sc: StreamContext, problem_id: str) -> list[Trace]:
 
 def _locate_lab(sc: StreamContext, items: list[WorkItem]) -> list[tuple[Trace, int] | None]:
     """The wrong sample whose first error comes latest (the longest native prefix), per item."""
-    from stylealign.lab.checker import first_error_step
+    from stylealign.lab.checker import first_wrong_step
 
     out = []
     for item in items:
-        located = [(t, first_error_step(item.problem, t.text, step_mode(t.text))) for t in _attempts(sc, item.problem.id)]
+        located = [(t, first_wrong_step(item.problem, t.text, step_mode(t.text))) for t in _attempts(sc, item.problem.id)]
         out.append(max(located, key=lambda pair: pair[1] if pair[1] >= 0 else len(trace_steps(pair[0].text)) - 1))
     return out
 
