@@ -16,6 +16,7 @@ from stylealign.config import DatasetConfig, EngineConfig
 from stylealign.engines.base import Completion, EngineError, Request, SamplingParams, TokenScores
 from stylealign.lab.checker import first_wrong_step, has_graph
 from stylealign.lab.world import find_problem, normalize_question
+from stylealign.oracles.base import Oracle
 from stylealign.oracles.lab import STYLE_LEAK, LabOracle
 from stylealign.oracles.reference import ReferenceOracle
 from stylealign.records import Problem
@@ -101,7 +102,7 @@ class OracleEngine:
             found = self._reference_index.get(normalize_question(question))
         return found
 
-    def _oracle_for(self, problem: Problem) -> LabOracle | ReferenceOracle:
+    def _oracle_for(self, problem: Problem) -> Oracle:
         return self.oracle if has_graph(problem) else self.reference_oracle
 
     def answer(self, prompt: str, seed: int | None = None, template: str = "") -> str:
@@ -117,17 +118,11 @@ class OracleEngine:
         problem = self._problem(_section(parts, "Problem", operation))
         if problem is None:
             return _REFUSAL
-        if operation == "repair_step":
-            wrong = _section(parts, "Wrong Step", operation)
-            if not has_graph(problem):
-                return self.reference_oracle.repair_step(problem, parts.get("Steps So Far", ""), wrong)
-            return self.oracle.repair_step(problem, parts.get("Steps So Far", ""), wrong, seed)
-        if operation == "sar":
-            student = _section(parts, "Student Solution", operation)
-            if not has_graph(problem):
-                return self.reference_oracle.refine_style_aligned(problem, student)
-            return self.oracle.refine_style_aligned(problem, student, seed)
         oracle = self._oracle_for(problem)
+        if operation == "repair_step":
+            return oracle.repair_step(problem, parts.get("Steps So Far", ""), _section(parts, "Wrong Step", operation), seed)
+        if operation == "sar":
+            return oracle.refine_style_aligned(problem, _section(parts, "Student Solution", operation), seed)
         if operation == "refine":
             return oracle.refine(problem, _section(parts, "Solution", operation))
         return oracle.solve(problem)

@@ -6,7 +6,7 @@ own trace, checked step by step against that reference
 (`stylealign.lab.checker`).
 
 - `solve` (Oracle-Synthesized): the reference rewritten in the oracle house
-  style (`stylealign.oracle_style`).
+  style (`stylealign.oracles.house_style`).
 - `refine` (Oracle-Refined): a correct student trace rewritten in the house
   style line for line (the student's logic, the oracle's presentation); a
   wrong trace gets the reference's rewrite instead.
@@ -65,7 +65,8 @@ class ReferenceOracle:
     def locate_error(self, problem: Problem, text: str) -> int:
         return first_wrong_step(problem, trace_steps(text))
 
-    def refine_style_aligned(self, problem: Problem, text: str) -> str:
+    def refine_style_aligned(self, problem: Problem, text: str, seed: int | None = None) -> str:
+        """Deterministic: `seed` is accepted for the `Oracle` protocol and not used."""
         steps = trace_steps(text)
         first = first_wrong_step(problem, steps)
         if first < 0:
@@ -82,7 +83,7 @@ class ReferenceOracle:
                 return refined
         return refined
 
-    def repair_step(self, problem: Problem, prefix: str, wrong_step: str) -> str:
+    def repair_step(self, problem: Problem, prefix: str, wrong_step: str, seed: int | None = None) -> str:
         if answer_of(wrong_step):
             return self._closing(problem, wrong_step)
         rest = self._pending(problem, prefix)

@@ -24,4 +24,4 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return keep_correct(items, oracle_traces(sc, NAME, items, requests, TEMPLATE, result), result)
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="rft")
+SPEC = StreamSpec(NAME, plan, build, edits="rft")

@@ -86,4 +86,4 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return result
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="rft")
+SPEC = StreamSpec(NAME, plan, build, edits="rft")

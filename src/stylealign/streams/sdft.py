@@ -86,4 +86,4 @@ def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
     return {"sdft_rewritten": rewritten, "sdft_acceptance": rewritten / len(traces) if traces else None}
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("gold",), edits="gold", summarize=summarize)
+SPEC = StreamSpec(NAME, plan, build, edits="gold", summarize=summarize)
