@@ -107,8 +107,10 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_deferred_and_submodule_imports() -> None:
     graph = import_graph()
-    assert len(graph) > 40 and "stylealign.cli" in graph
-    assert any(graph.values()), "no imports found: the walker is broken"
+    assert len(graph) > 40 and "stylealign.grading" in graph  # a package's __init__ is a module of its own
+    assert "stylealign.gguf" in graph["stylealign.models"]  # imported inside a function only
+    assert "stylealign.streams.rft" in graph["stylealign.streams.grape"]  # `from stylealign.streams import rft`
+    assert "stylealign.run.context" not in graph["stylealign.metrics.reward"]  # under `if TYPE_CHECKING:` only
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
