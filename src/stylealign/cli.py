@@ -173,7 +173,7 @@ def report(
     import webbrowser
 
     from stylealign.engines import EngineError
-    from stylealign.report import report_run
+    from stylealign.run.pipeline import report_run
     from stylealign.report.serve import open_report, report_page, report_server
 
     try:
