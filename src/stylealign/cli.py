@@ -173,8 +173,8 @@ def report(
     import webbrowser
 
     from stylealign.engines import EngineError
-    from stylealign.run.pipeline import report_run
     from stylealign.report.serve import open_report, report_page, report_server
+    from stylealign.run.pipeline import report_run
 
     try:
         page = report_run(run_dir, console=console) if rebuild else report_page(run_dir)
