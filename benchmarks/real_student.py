@@ -34,7 +34,7 @@ from stylealign.engines.base import SamplingParams
 from stylealign.engines.hf import HFEngine
 from stylealign.evaluation import bootstrap_ci
 from stylealign.grading import grade_many
-from stylealign.oracle_style import oracle_style
+from stylealign.oracles.house_style import oracle_style
 from stylealign.prompts import load_template
 
 

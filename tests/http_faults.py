@@ -83,9 +83,9 @@ class FaultyOracle:
     """`respond` for `raw_server`: the lab oracle's answers, with `rate` of requests failing at random."""
 
     def __init__(self, rate: float = 0.3, hang_s: float = 2.0, seed: int = 0):
-        from stylealign.lab.oracle import LabOracleEngine
+        from stylealign.oracles.engine import OracleEngine
 
-        self.oracle = LabOracleEngine()
+        self.oracle = OracleEngine()
         self.rate, self.hang_s = rate, hang_s
         self.rng = random.Random(seed)
         self.lock = threading.Lock()

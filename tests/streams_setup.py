@@ -20,8 +20,9 @@ from rich.console import Console
 from stylealign.config import ExperimentConfig, parse_config
 from stylealign.engines.base import Completion, EngineError, Request, SamplingParams, TokenScores
 from stylealign.lab.styles import student_solution
-from stylealign.pipeline import RunContext, load_stage
 from stylealign.records import Problem
+from stylealign.run.context import RunContext
+from stylealign.stages.load import load_stage
 from stylealign.store import RunStore
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from stylealign.config import PAPER_STREAMS, STREAMS, RewardConfig, load_config
+from stylealign.config import PACKAGED_CONFIGS, PAPER_STREAMS, STREAMS, RewardConfig, load_config
 from stylealign.datasets import BUNDLED_TEST_SETS
 from stylealign.report.verdict import PAPER_CLAIM
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = PACKAGED_CONFIGS
 
 
 def test_demo_config_is_the_lab_on_cpu() -> None:
@@ -56,3 +56,47 @@ def test_rehearsal_config_uses_only_production_components() -> None:
     train_math = next(p for p in cfg.problems if p.source == "math500")
     test_math = next(d for d in cfg.evaluation.datasets if d.source == "math500")
     assert train_math.offset >= test_math.offset + test_math.limit, "no MATH-500 problem is both trained and tested on"
+
+
+def test_a_packaged_config_name_runs_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from stylealign.cli import app
+    from stylealign.config import config_path
+    from stylealign.store import RunStore
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: the name must resolve inside the package
+    assert config_path("demo") == PACKAGED_CONFIGS / "demo.yaml"
+    assert config_path("qwen2.5-math-1.5b") == PACKAGED_CONFIGS / "qwen2.5-math-1.5b.yaml"
+    result = CliRunner().invoke(app, ["run", "demo", "--only", "load", "--limit", "2", "--out", "named"])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "mine.yaml").write_text((PACKAGED_CONFIGS / "demo.yaml").read_text())
+    result = CliRunner().invoke(app, ["run", "mine.yaml", "--only", "load", "--limit", "2", "--out", "from-file"])
+    assert result.exit_code == 0, result.output
+    for run in ("named", "from-file"):
+        store = RunStore(tmp_path / run)
+        assert store.is_done("load") and store.manifest()["config"]["name"] == load_config("demo").name
+    result = CliRunner().invoke(app, ["run", "no-such-config", "--out", "x"])
+    assert result.exit_code == 1 and "not a packaged config name (demo, " in " ".join(result.output.split())
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_built_wheel_ships_the_configs(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(root / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
+         str(source)], check=True, capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("stylealign-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"stylealign/configs/{p.name}" for p in PACKAGED_CONFIGS.glob("*.yaml")} <= names
+    assert "stylealign/configs/demo.yaml" in names

@@ -21,8 +21,9 @@ import yaml
 from rich.console import Console
 
 from stylealign.config import STREAMS, parse_config
-from stylealign.pipeline import STAGES, RunContext, run_experiment
 from stylealign.records import Trace
+from stylealign.run.context import RunContext
+from stylealign.run.pipeline import STAGES, run_experiment
 from stylealign.store import RunStore
 from stylealign.streams.listing import stream_traces
 

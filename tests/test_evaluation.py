@@ -10,12 +10,12 @@ import pytest
 from stylealign.config import DatasetConfig, EvaluationConfig
 from stylealign.engines.base import Completion, Request, SamplingParams, TokenScores
 from stylealign.evaluation import (
+    accuracy_summary,
     avg_at_k,
     bootstrap_ci,
     dataset_label,
     evaluate_engine,
     pass_at_k,
-    summarize,
 )
 from stylealign.prompts import load_template
 from stylealign.records import Problem, Trace
@@ -60,17 +60,17 @@ def _trace(dataset: str, problem: str, sample: int, correct: bool) -> Trace:
     )
 
 
-def test_summarize_averages_test_sets_and_computes_pass_at_k() -> None:
+def test_accuracy_summary_averages_test_sets_and_computes_pass_at_k() -> None:
     hits = {("a", "p1"): [1, 0, 0, 0], ("a", "p2"): [1, 1, 1, 1], ("b", "q1"): [0, 0, 0, 0]}
     traces = [_trace(d, p, i, bool(c)) for (d, p), cs in hits.items() for i, c in enumerate(cs)]
-    s = summarize(traces, k=4)
+    s = accuracy_summary(traces, k=4)
     assert s["datasets"]["a"]["avg_at_k"] == pytest.approx(0.625)
     assert s["datasets"]["b"]["avg_at_k"] == 0.0
     assert s["accuracy"] == pytest.approx((0.625 + 0.0) / 2)
     assert s["datasets"]["a"]["pass_at_k"] == pytest.approx(1.0)
-    assert summarize(traces, k=1)["datasets"]["a"]["pass_at_k"] == pytest.approx(0.625)
+    assert accuracy_summary(traces, k=1)["datasets"]["a"]["pass_at_k"] == pytest.approx(0.625)
     assert s["ci_low"] <= s["accuracy"] <= s["ci_high"]
-    assert summarize([], k=4)["accuracy"] is None
+    assert accuracy_summary([], k=4)["accuracy"] is None
 
 
 class ScriptedEngine:
@@ -117,7 +117,7 @@ def test_evaluate_engine_grades_every_sample_and_resumes(tmp_path: Path) -> None
     traces = stage.records(Trace)
     assert len(traces) == 20 * 4
     expected = sum(min(h, 4) / 4 for h in hits.values()) / 20
-    assert summarize(traces, 4)["accuracy"] == pytest.approx(expected)
+    assert accuracy_summary(traces, 4)["accuracy"] == pytest.approx(expected)
     by_problem = {p.id: sum(t.correct for t in traces if t.problem_id == p.id) for p in problems}
     assert by_problem == {p.id: min(hits[p.question], 4) for p in problems}
     calls = engine.calls

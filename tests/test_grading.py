@@ -18,10 +18,10 @@ from stylealign.grading import (
     extract_answer,
     grade,
     grade_batch,
-    grade_file,
     grade_many,
     reference_answer,
 )
+from stylealign.grading.files import grade_file
 
 MATHVERIFY_CASES = Path(__file__).parent / "data" / "mathverify_cases.jsonl"
 HANGS = r"so the answer is \boxed{9^{9^{9^{9}}}}"  # sympy tries to evaluate the power tower forever
@@ -245,7 +245,7 @@ def test_grade_file_reads_csv_and_parquet(tmp_path):
 
 
 def test_idle_workers_are_reused_across_batches():
-    from stylealign.grading import _IDLE, start_workers
+    from stylealign.grading.pool import _IDLE, start_workers
 
     start_workers(2)
     pids = {w.process.pid for w in _IDLE.workers}
@@ -257,7 +257,7 @@ def test_idle_workers_are_reused_across_batches():
 
 
 def test_repeated_pairs_are_graded_once_and_remembered():
-    from stylealign.grading import _IDLE, _VERDICTS, close_workers
+    from stylealign.grading.pool import _IDLE, _VERDICTS, close_workers
 
     close_workers()
     outputs = [r"so \boxed{\frac{2}{4}}", r"The answer is $\frac{2}{4}$.", r"\boxed{2/4}", r"\boxed{x}"] * 4

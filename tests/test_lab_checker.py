@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stylealign.lab.checker import evaluate, first_error_step
+from stylealign.lab.checker import evaluate, first_wrong_step
 from stylealign.lab.reward import polish, process_reward
 from stylealign.lab.world import to_problem
 from stylealign.records import Problem
@@ -62,11 +62,11 @@ Therefore, the answer is \( \boxed{43} \)."""
 
 
 def test_correct_traces_in_every_style_pass(problem):
-    assert first_error_step(problem, STUDENT_OK) == -1
-    assert first_error_step(problem, ORACLE_OK) == -1
-    assert first_error_step(problem, problem.reference_solution, mode="line") == -1
+    assert first_wrong_step(problem, STUDENT_OK) == -1
+    assert first_wrong_step(problem, ORACLE_OK) == -1
+    assert first_wrong_step(problem, problem.reference_solution, mode="line") == -1
     frac = ORACLE_OK.replace(r"\( 3 \times 12 = 36 \)", r"\( \frac{108}{3} = 36 \)").replace("three times", "a third")
-    assert first_error_step(problem, frac) == 1  # 108 is not a known quantity
+    assert first_wrong_step(problem, frac) == 1  # 108 is not a known quantity
 
 
 @pytest.mark.parametrize(
@@ -80,32 +80,32 @@ def test_correct_traces_in_every_style_pass(problem):
 )
 def test_student_style_errors(problem, wrong, right, index):
     text = STUDENT_OK.replace(wrong, right)
-    assert first_error_step(problem, text) == index
+    assert first_wrong_step(problem, text) == index
 
 
 def test_oracle_style_errors(problem):
-    assert first_error_step(problem, ORACLE_OK.replace(r"3 \times 12 = 36", r"3 \times 12 = 39")) == 1
-    assert first_error_step(problem, ORACLE_OK.replace(r"31 + 12 = 43", r"31 + 12 = 44")) == 2
-    assert first_error_step(problem, ORACLE_OK.replace(r"\boxed{43}", r"\boxed{44}")) == 3
+    assert first_wrong_step(problem, ORACLE_OK.replace(r"3 \times 12 = 36", r"3 \times 12 = 39")) == 1
+    assert first_wrong_step(problem, ORACLE_OK.replace(r"31 + 12 = 43", r"31 + 12 = 44")) == 2
+    assert first_wrong_step(problem, ORACLE_OK.replace(r"\boxed{43}", r"\boxed{44}")) == 3
 
 
 def test_error_propagation_and_unfinished_traces(problem):
     distractor = STUDENT_OK.replace("36 - 5 = 31", "36 - 9 = 27").replace("31 + 12 = 43", "27 + 12 = 39")
-    assert first_error_step(problem, distractor.replace("answer is 43", "answer is 39")) == 2
+    assert first_wrong_step(problem, distractor.replace("answer is 43", "answer is 39")) == 2
     cascade = STUDENT_OK.replace("36 - 5 = 31", "36 - 5 = 32").replace("31 + 12 = 43", "32 + 12 = 44")
-    assert first_error_step(problem, cascade.replace("answer is 43", "answer is 44")) == 2
+    assert first_wrong_step(problem, cascade.replace("answer is 43", "answer is 44")) == 2
     unfinished = STUDENT_OK.rsplit("\n\n", 1)[0]
-    assert first_error_step(problem, unfinished) == 3
+    assert first_wrong_step(problem, unfinished) == 3
     # a different but valid route: Ben has 3 * 12 - 5 in one equation
     both = STUDENT_OK.split("\n\n")[1:3]
     route = STUDENT_OK.replace("\n\n".join(both), "Ben has 3 * 12 - 5 = 31 apples.")
-    assert first_error_step(problem, route) == -1
+    assert first_wrong_step(problem, route) == -1
 
 
 def test_process_reward(problem):
     assert process_reward(problem, STUDENT_OK) == 1.0
     wrong = STUDENT_OK.replace("36 - 5 = 31", "36 - 5 = 30")
-    assert first_error_step(problem, wrong) == 2
+    assert first_wrong_step(problem, wrong) == 2
     assert process_reward(problem, wrong) == pytest.approx(2 / 5)
     assert process_reward(problem, "") == 0.0
 
@@ -131,4 +131,4 @@ def test_evaluate_respects_precedence():
 
 def test_non_lab_problem_is_rejected():
     with pytest.raises(ValueError, match="no reference solution"):
-        first_error_step(Problem(id="x", question="1+1?", answer="2"), "2")
+        first_wrong_step(Problem(id="x", question="1+1?", answer="2"), "2")

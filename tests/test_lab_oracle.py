@@ -9,10 +9,11 @@ import pytest
 
 from stylealign.config import EngineConfig
 from stylealign.engines import EngineError, Request, SamplingParams, load_engine
-from stylealign.lab.checker import first_error_step
-from stylealign.lab.oracle import LabOracle, LabOracleEngine
+from stylealign.lab.checker import first_wrong_step
 from stylealign.lab.styles import student_solution
 from stylealign.lab.world import load_lab_problems
+from stylealign.oracles.engine import OracleEngine
+from stylealign.oracles.lab import LabOracle
 from stylealign.prompts import load_template
 from stylealign.steps import split_steps, tag_paragraphs
 
@@ -46,7 +47,7 @@ def test_solve_and_refine_are_correct_and_in_the_oracle_style(problems, oracle):
     for problem in problems:
         student = student_solution(problem.metadata)
         for text in (oracle.solve(problem), oracle.refine(problem, student)):
-            assert first_error_step(problem, text) == -1
+            assert first_wrong_step(problem, text) == -1
             assert "\\(" in text and f"\\boxed{{{problem.answer}}}" in text
             assert "The answer is" not in text
         assert len(split_steps(oracle.refine(problem, student))) == len(split_steps(student))
@@ -69,7 +70,7 @@ def test_style_aligned_refinement_changes_only_the_wrong_step_and_its_dependants
         right = student_solution(problem.metadata)
         for step_index in (1, 2):
             wrong = corrupt(problem, step_index)
-            assert oracle.locate_first_error(problem, wrong) == step_index
+            assert oracle.locate_error(problem, wrong) == step_index
             fixed = oracle.refine_style_aligned(problem, wrong)
             assert fixed == right
             assert split_steps(fixed)[:step_index] == split_steps(wrong)[:step_index]
@@ -104,7 +105,7 @@ def _ask(engine, template: str, **variables) -> str:
 
 def test_engine_answers_every_oracle_template(problems, oracle):
     engine = load_engine(EngineConfig(type="lab-oracle", style_leak=0.0))
-    assert isinstance(engine, LabOracleEngine) and engine.name == "lab:oracle"
+    assert isinstance(engine, OracleEngine) and engine.name == "lab:oracle"
     problem = problems[2]
     student = student_solution(problem.metadata)
     wrong = corrupt(problem, 1)
@@ -121,8 +122,27 @@ def test_engine_answers_every_oracle_template(problems, oracle):
     assert repaired == split_steps(student)[1].strip()
 
 
+def test_engine_routes_by_the_template_name_a_request_carries(problems, oracle, tmp_path):
+    """A reworded template in a prompts_dir still reaches its operation; a template it cannot route is an error."""
+    engine = OracleEngine(style_leak=0.0)
+    problem, wrong = problems[2], corrupt(problems[2], 1)
+    reworded = "Please polish what follows; nothing about fixing or solving.\n[Problem]\n{{ question }}\n[Solution]\n{{ solution }}\n"
+    for name in ("refine", "polish"):
+        (tmp_path / f"{name}.yaml").write_text("user: |\n" + "".join(f"  {line}\n" for line in reworded.splitlines()))
+    refine = load_template("refine", tmp_path).request(question=problem.question, solution=wrong)
+    assert refine.template == "refine"
+    assert engine.generate([refine], 1, SamplingParams())[0][0].text == oracle.refine(problem, wrong)
+    polish = load_template("polish", tmp_path).request(question=problem.question, solution=wrong)
+    with pytest.raises(EngineError, match="no operation for prompt template 'polish'; it answers solve, refine, sar"):
+        engine.generate([polish], 1, SamplingParams())
+    (tmp_path / "sar.yaml").write_text("user: |\n  [Problem]\n  {{ question }}\n")
+    sar = load_template("sar", tmp_path).request(question=problem.question)
+    with pytest.raises(EngineError, match=r"the 'sar' prompt has no \[Student Solution\] section"):
+        engine.generate([sar], 1, SamplingParams())
+
+
 def test_engine_refuses_what_it_cannot_do(problems):
-    engine = LabOracleEngine.from_config(EngineConfig(type="lab-oracle"))
+    engine = OracleEngine.from_config(EngineConfig(type="lab-oracle"))
     assert "in neither" in _ask(engine, "solve", question="What is the integral of x^2?")
     with pytest.raises(EngineError, match="unrecognised prompt"):
         engine.generate([Request.from_prompt("Tell me a joke.")], 1, SamplingParams())
@@ -151,7 +171,7 @@ def test_refine_keeps_the_student_numbers_and_order_and_sits_between_student_and
     for i, problem in enumerate(problems):
         student = _sample_like_the_student(problem, i)
         refined = oracle.refine(problem, student)
-        assert first_error_step(problem, refined) == -1 and "\\boxed" in refined
+        assert first_wrong_step(problem, refined) == -1 and "\\boxed" in refined
         assert len(split_steps(refined)) == len(split_steps(student))
         for ours, theirs in zip(split_steps(student)[1:-1], split_steps(refined)[1:-1], strict=True):
             # the student's operands, in the student's order, now in LaTeX
@@ -175,7 +195,7 @@ def test_sar_improves_what_a_teacher_would_and_leaves_the_rest(problems, oracle)
     skipped = "".join([steps[0], bare, *steps[2:]])
     assert oracle.refine_style_aligned(problem, skipped) == canonical
     repeated = "".join([*steps[:2], f"So {node['subject']} has {node['value']} {problem.metadata['items']}.\n\n", *steps[2:]])
-    assert first_error_step(problem, repeated) == -1
+    assert first_wrong_step(problem, repeated) == -1
     assert oracle.refine_style_aligned(problem, repeated) == canonical
     assert oracle.refine_style_aligned(problem, canonical) == canonical
 
@@ -188,7 +208,7 @@ def test_sar_imitates_the_voice_of_the_trace(problems, oracle):
     wrong_value = problem.metadata["nodes"][1]["value"]
     broken = student.replace(f"= {wrong_value} ", f"= {wrong_value + 1} ", 1)
     fixed = oracle.refine_style_aligned(problem, broken)
-    assert first_error_step(problem, fixed) == -1
+    assert first_wrong_step(problem, fixed) == -1
     assert fixed.count(", which means ") == student.count(", which means ")
 
 

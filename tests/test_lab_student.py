@@ -78,7 +78,7 @@ def test_student_loads_through_the_hf_engine_and_is_fallible_by_difficulty():
     greedy accuracy in the 20-60% band, falling with difficulty; its native format with its own habits;
     and sampling solving clearly more."""
     from stylealign.engines.hf import HFEngine
-    from stylealign.lab.oracle import LabOracle
+    from stylealign.oracles.lab import LabOracle
 
     path = ensure_student()
     built = (path / "recipe.json").stat().st_mtime_ns

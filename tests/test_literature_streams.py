@@ -26,10 +26,12 @@ from streams_setup import (
 
 from stylealign.config import ConfigError
 from stylealign.engines.base import Completion, EngineError, TokenScores
-from stylealign.lab.oracle import LabOracleEngine
-from stylealign.metrics import score_stage
+from stylealign.oracles.engine import OracleEngine
 from stylealign.records import Trace
-from stylealign.streams import sample_stage, stream_traces, streams_stage
+from stylealign.stages.sample import sample_stage
+from stylealign.stages.score import score_stage
+from stylealign.stages.streams import streams_stage
+from stylealign.streams.listing import stream_traces
 from stylealign.streams.mix import assign
 from stylealign.streams.registry import build_order
 
@@ -59,7 +61,7 @@ class ConstructedScores(ScriptedStudent):
 def test_grape_picks_the_most_likely_verified_candidate_and_never_costs_more_than_the_pool(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
     # the pool listed against the tie-break order, so list order would pick otherwise
     cfg = make_config(tiny_model_dir, limit=4, streams={"grape": {"pool": ["rft", "oracle_refine", "oracle_synth", "gold"]}})
-    ctx = make_ctx(tmp_path, cfg, oracle=LabOracleEngine())
+    ctx = make_ctx(tmp_path, cfg, oracle=OracleEngine())
     problems = ctx.problems()
     longer = {p.id: "So we compute it.\n\n" + correct_text(p) for p in problems}
     samples = {p.question: [longer[p.id], correct_text(p)] for p in problems[:3]}
@@ -190,7 +192,7 @@ def test_mix_assignment_keeps_the_ratio_and_is_deterministic_by_seed():
 
 
 def test_mix_stream_copies_each_problems_trace_from_one_component(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
-    ctx = make_ctx(tmp_path, make_config(tiny_model_dir, limit=5), oracle=LabOracleEngine())
+    ctx = make_ctx(tmp_path, make_config(tiny_model_dir, limit=5), oracle=OracleEngine())
     ctx._engines[ctx.config.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 4)
     ctx.streams = ("mix",)
     sample_stage(ctx)

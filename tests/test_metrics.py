@@ -16,8 +16,6 @@ from typer.testing import CliRunner
 from stylealign.cli import app
 from stylealign.config import RewardConfig
 from stylealign.engines.base import Completion, encode_prompt, encode_response, render_prompt
-from stylealign.lab.oracle import LabOracleEngine
-from stylealign.metrics import score_stage
 from stylealign.metrics.adaptation import QUARTERS, adaptation_cost
 from stylealign.metrics.drift import (
     edit_distance,
@@ -27,9 +25,12 @@ from stylealign.metrics.drift import (
     regex_tokenize,
 )
 from stylealign.metrics.reward import ClassifierReward, JudgeReward, parse_judge_score
+from stylealign.oracles.engine import OracleEngine
 from stylealign.records import Problem, Trace
+from stylealign.stages.sample import sample_stage
+from stylealign.stages.score import score_stage
+from stylealign.stages.streams import streams_stage
 from stylealign.steps import split_steps
-from stylealign.streams import sample_stage, streams_stage
 
 STREAM_KEYS = {"stream", "traces", "coverage", "correctness", "reward", "ppl", "ppl_q1", "ppl_q2", "ppl_q3", "ppl_q4",
                "js_drift", "edit_distance", "top_loss_tokens"}
@@ -96,7 +97,7 @@ def test_edit_distance_equals_the_textbook_definition_on_random_pairs() -> None:
 
 
 def test_score_stage_measures_every_stream_and_writes_streams_json(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
-    ctx = make_ctx(tmp_path, make_config(tiny_model_dir), oracle=LabOracleEngine())
+    ctx = make_ctx(tmp_path, make_config(tiny_model_dir), oracle=OracleEngine())
     ctx._engines[ctx.config.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 2)
     sample_stage(ctx)
     streams_stage(ctx)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from stylealign.oracle_style import OPENER, oracle_style
+from stylealign.oracles.house_style import OPENER, oracle_style
 
 SOLUTION = (
     "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n"

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from stylealign.config import ConfigError, parse_config
-from stylealign.pipeline import RunContext, load_stage, run_experiment
+from stylealign.run.context import RunContext
+from stylealign.run.pipeline import run_experiment
+from stylealign.stages.load import load_stage
 from stylealign.store import RunStore
 
 BASE = {"student": {"engine": {"type": "hf", "model": "unused"}}, "problems": {"source": "lab", "split": "train"}}

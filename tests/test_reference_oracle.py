@@ -10,11 +10,12 @@ from stylealign.config import DatasetConfig, EngineConfig, parse_config
 from stylealign.datasets import load_problems
 from stylealign.engines import SamplingParams, load_engine
 from stylealign.grading import grade
-from stylealign.lab.checker import computed_values, first_error_step
-from stylealign.pipeline import RunContext, load_stage
+from stylealign.lab.checker import computed_values, first_wrong_step
+from stylealign.oracles.reference import ReferenceOracle
 from stylealign.prompts import load_template
 from stylealign.records import Problem
-from stylealign.reference_oracle import ReferenceOracle
+from stylealign.run.context import RunContext
+from stylealign.stages.load import load_stage
 from stylealign.steps import trace_steps
 
 GSM8K_TEST = DatasetConfig(source="gsm8k", split="test", limit=40)
@@ -49,21 +50,21 @@ STUDENT_WRONG = (
 
 def test_checker_accepts_references_and_their_oracle_rewrites(problems):
     oracle = ReferenceOracle()
-    clean = [p for p in problems if first_error_step(p, p.reference_solution, "line") == -1]
+    clean = [p for p in problems if first_wrong_step(p, p.reference_solution, "line") == -1]
     assert len(clean) >= 0.85 * len(problems)
     for p in clean:
-        assert oracle.locate_first_error(p, oracle.solve(p)) == -1, p.id
+        assert oracle.locate_error(p, oracle.solve(p)) == -1, p.id
 
 
 def test_checker_finds_the_first_wrong_step_against_the_reference(house):
-    assert first_error_step(house, STUDENT_OK, "line") == -1
-    assert first_error_step(house, STUDENT_WRONG, "line") == 1
-    assert first_error_step(house, STUDENT_OK.replace("is 70000.", "is 7000."), "line") == 4
+    assert first_wrong_step(house, STUDENT_OK, "line") == -1
+    assert first_wrong_step(house, STUDENT_WRONG, "line") == 1
+    assert first_wrong_step(house, STUDENT_OK.replace("is 70000.", "is 7000."), "line") == 4
     chained = "It costs 80000 + 50000 = 130000 = 120000 + 10000 dollars.\nThe answer is 70000."
-    assert first_error_step(house, chained, "line") == -1
-    assert first_error_step(house, chained.replace("120000 + 10000", "120000 + 1000"), "line") == 0
+    assert first_wrong_step(house, chained, "line") == -1
+    assert first_wrong_step(house, chained.replace("120000 + 10000", "120000 + 1000"), "line") == 0
     units = "He pays $80,000 x 1.5 = $120,000 more.\nThe answer is 70000."
-    assert first_error_step(house, units, "line") == -1
+    assert first_wrong_step(house, units, "line") == -1
     assert computed_values("so 4 * 60 / 5 = 4 * 12 = 48 lines, and 20% * 10 = 2") == {48, 2}
 
 
@@ -87,7 +88,7 @@ def test_style_aligned_refinement_keeps_the_student_up_to_its_first_error(house)
     assert refined.startswith(trace_steps(STUDENT_WRONG)[0])
     assert "He increased the value of the house by 80,000*1.5=120,000" in refined
     assert refined.endswith("The final answer is 70000.") and grade(refined, house.answer)
-    assert oracle.locate_first_error(house, refined) == -1
+    assert oracle.locate_error(house, refined) == -1
 
 
 def test_repair_step_gives_the_next_reference_line(house):

@@ -20,15 +20,15 @@ from typer.testing import CliRunner
 from stylealign.cli import app
 from stylealign.config import PAPER_CONTRASTS, ExperimentConfig
 from stylealign.engines.base import TokenScores
-from stylealign.evaluation import dataset_label, model_fingerprint, sampling_params, summarize
+from stylealign.evaluation import accuracy_summary, dataset_label, model_fingerprint, sampling_params
 from stylealign.metrics.adaptation import cost_from_scores
-from stylealign.pipeline import RunContext
 from stylealign.records import Problem, Trace
-from stylealign.report import report_stage
 from stylealign.report.browser import MAX_BYTES, MAX_PROBLEMS, browser_data, nll_deciles, word_diff
 from stylealign.report.serve import report_server
 from stylealign.report.table import benchmark_table, headline, kendall_tau, paradox, spearman_rho
 from stylealign.report.verdict import contrasts, minimum_detectable, verdict
+from stylealign.run.context import RunContext
+from stylealign.stages.report import report_stage
 from stylealign.store import RunStore
 from stylealign.streams.listing import write_listing
 from stylealign.training import TRAINING_INFO
@@ -181,9 +181,9 @@ def test_report_json_matches_the_records(tmp_path: Path) -> None:
     summary = report_stage(ctx)
     report = json.loads((tmp_path / "report.json").read_text())
     rows = {r["stream"]: r for r in report["streams"]}
-    base = summarize(ctx.store.stage("eval_base").records(Trace), K, resamples=500)
+    base = accuracy_summary(ctx.store.stage("eval_base").records(Trace), K, resamples=500)
     for stream in STREAMS:
-        truth = summarize(ctx.store.stage(f"eval_{stream}").records(Trace), K, resamples=500)
+        truth = accuracy_summary(ctx.store.stage(f"eval_{stream}").records(Trace), K, resamples=500)
         assert rows[stream]["accuracy_after"] == pytest.approx(sum(PARADOX_HITS[stream]) / (K * 8))
         assert rows[stream]["accuracy_after"] == pytest.approx(truth["accuracy"])
         assert (rows[stream]["accuracy_ci_low"], rows[stream]["accuracy_ci_high"]) == (
@@ -388,8 +388,8 @@ def test_benchmark_table_has_avg_pass_and_ci_per_benchmark_and_the_macro_average
         ]
 
     evaluations = {
-        "sar": summarize(traces("sar", {"aime24:test": [0, 0, 4, 0], "math500:test": [4, 4, 2, 0]}), K, resamples=200),
-        "base": summarize(traces("base", {"aime24:test": [0, 0, 1, 0], "math500:test": [4, 2, 2, 0]}), K, resamples=200),
+        "sar": accuracy_summary(traces("sar", {"aime24:test": [0, 0, 4, 0], "math500:test": [4, 4, 2, 0]}), K, resamples=200),
+        "base": accuracy_summary(traces("base", {"aime24:test": [0, 0, 1, 0], "math500:test": [4, 2, 2, 0]}), K, resamples=200),
     }
     headers, rows = benchmark_table(evaluations, K)
     assert headers == ["model", "metric", "aime24:test", "math500:test", "macro average"]

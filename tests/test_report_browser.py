@@ -24,7 +24,7 @@ from PIL import Image
 from test_report import PARADOX_HITS, add_scored_traces, make_run
 
 from stylealign.records import Trace
-from stylealign.report import report_stage
+from stylealign.stages.report import report_stage
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

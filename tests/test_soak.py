@@ -19,7 +19,9 @@ import time
 from http_faults import FaultyOracle, raw_server
 from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
 
-from stylealign.streams import sample_stage, stream_traces, streams_stage
+from stylealign.stages.sample import sample_stage
+from stylealign.stages.streams import streams_stage
+from stylealign.streams.listing import stream_traces
 
 PROBLEMS, RETRIES = 30, 3
 

@@ -16,19 +16,20 @@ from streams_setup import (
     wrong_text,
 )
 
-from stylealign.lab.oracle import LabOracleEngine
 from stylealign.metrics.adaptation import adaptation_cost
+from stylealign.oracles.engine import OracleEngine
 from stylealign.records import Trace
+from stylealign.stages.sample import sample_stage
+from stylealign.stages.streams import StreamsFailed, streams_stage
 from stylealign.steps import split_steps
-from stylealign.streams import sample_stage, stream_traces, streams_stage
-from stylealign.streams.build import StreamsFailed
 from stylealign.streams.cleaning import clean_text
+from stylealign.streams.listing import stream_traces
 from stylealign.streams.rft import reasoning_signature
 
 
 def _build(tmp_path: Path, model_dir: Path, engine, *, solved: int = 2, limit: int = 3, oracle=None, **streams):
     cfg = make_config(model_dir, limit=limit, streams=streams)
-    ctx = make_ctx(tmp_path, cfg, oracle=oracle or LabOracleEngine())
+    ctx = make_ctx(tmp_path, cfg, oracle=oracle or OracleEngine())
     student = scripted_student(engine, ctx.problems(), solved)
     ctx._engines[cfg.student.engine.model_dump_json()] = student
     sample_stage(ctx)
@@ -143,7 +144,7 @@ def test_sar_gate_rejects_a_refinement_whose_cost_rises_past_the_margin(tmp_path
 
 
 def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
-    ctx, _ = _build(tmp_path / "flaky", tiny_model_dir, tiny_engine, oracle=FlakyOracle(LabOracleEngine()))
+    ctx, _ = _build(tmp_path / "flaky", tiny_model_dir, tiny_engine, oracle=FlakyOracle(OracleEngine()))
     ctx.streams = ("oracle_synth", "sar")
     streams_stage(ctx)
     assert len(stream_traces(ctx.store, "oracle_synth")) == 3
@@ -151,7 +152,7 @@ def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny
     failures = ctx.store.stage("failures_stream_oracle_synth").records(Trace)
     assert failures == []  # retries succeeded: nothing left failed
 
-    ctx, _ = _build(tmp_path / "dead", tiny_model_dir, tiny_engine, oracle=FlakyOracle(LabOracleEngine(), always_fail=True))
+    ctx, _ = _build(tmp_path / "dead", tiny_model_dir, tiny_engine, oracle=FlakyOracle(OracleEngine(), always_fail=True))
     ctx.streams = ("oracle_synth", "sar")
     with pytest.raises(StreamsFailed, match=r"streams oracle_synth, sar got no data.*3 requests failed.*--allow-failures"):
         streams_stage(ctx)
@@ -168,7 +169,7 @@ def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny
     assert "left_undone=3" in summary["oracle_synth"]
     assert ctx.store.stage("failures_stream_sar").records(Trace)
 
-    ctx._engines[ctx.config.oracle.engine.model_dump_json()] = LabOracleEngine()
+    ctx._engines[ctx.config.oracle.engine.model_dump_json()] = OracleEngine()
     streams_stage(ctx)
     assert len(stream_traces(ctx.store, "oracle_synth")) == 3 and len(stream_traces(ctx.store, "sar")) == 2
 
@@ -231,7 +232,7 @@ def test_rft_lowest_cost_selection_picks_the_cheapest_correct_sample(tmp_path, t
 def test_oracle_streams_over_a_loopback_server_survive_server_errors(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
     from stylealign.server import BackgroundServer, create_app
 
-    with BackgroundServer(create_app(FlakyOracle(LabOracleEngine()), "lab-oracle")) as url:
+    with BackgroundServer(create_app(FlakyOracle(OracleEngine()), "lab-oracle")) as url:
         oracle = {"engine": {"type": "openai", "base_url": url, "model": "lab-oracle", "max_retries": 0, "api_key_env": None}}
         cfg = make_config(tiny_model_dir, limit=2, oracle=oracle)
         ctx = make_ctx(tmp_path, cfg)

@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from stylealign.config import BudgetConfig, ExperimentConfig, LoraSettings, TrainingConfig
 from stylealign.engines.base import Request, encode_prompt_response, render_prompt
-from stylealign.pipeline import RunContext
 from stylealign.records import Problem, Trace
+from stylealign.run.context import RunContext
 from stylealign.store import RunStore
 from stylealign.training import (
     IGNORE_INDEX,

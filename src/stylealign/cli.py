@@ -12,9 +12,6 @@ lab_app = typer.Typer(help="The built-in lab: a math world, a small student and 
 app.add_typer(lab_app, name="lab")
 console = Console()
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
-
-
 def _fail(message: str) -> None:
     from rich.markup import escape
 
@@ -24,7 +21,7 @@ def _fail(message: str) -> None:
 
 @app.command()
 def run(
-    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="experiment YAML"),
+    config: str = typer.Argument(..., help="experiment YAML, or a packaged config's name (demo, real-cpu, ...)"),
     out: Path = typer.Option(Path("runs/experiment"), "--out", "-o", help="run directory (resumed if it exists)"),
     only: str | None = typer.Option(None, help="run just this stage"),
     until: str | None = typer.Option(None, help="stop after this stage"),
@@ -37,7 +34,7 @@ def run(
     """Run (or resume) an experiment: load, sample, streams, score, train, evaluate, report."""
     from stylealign.config import load_config
     from stylealign.engines import EngineError
-    from stylealign.pipeline import run_experiment
+    from stylealign.run.pipeline import run_experiment
 
     try:
         cfg = load_config(config)
@@ -52,8 +49,8 @@ def run(
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o")) -> None:
-    """The whole experiment on the built-in lab, on CPU: `run configs/demo.yaml --out runs/demo`."""
-    run(config=CONFIGS_DIR / "demo.yaml", out=out, only=None, until=None, streams=None, limit=None, allow_failures=False)
+    """The whole experiment on the built-in lab, on CPU: `run demo --out runs/demo` (the packaged config)."""
+    run(config="demo", out=out, only=None, until=None, streams=None, limit=None, allow_failures=False)
 
 
 @app.command()
@@ -91,7 +88,7 @@ def serve(
 
 @app.command()
 def rehearse(
-    config: Path = typer.Argument(CONFIGS_DIR / "rehearsal.yaml", exists=True, dir_okay=False, help="experiment YAML"),
+    config: str = typer.Argument("rehearsal", help="experiment YAML, or a packaged config's name"),
     out: Path = typer.Option(Path("runs/rehearsal"), "--out", "-o", help="run directory (resumed if it exists)"),
     limit: int | None = typer.Option(None, help="use at most this many problems per source"),
 ) -> None:
@@ -121,7 +118,7 @@ def grade(
     """Grade model outputs against reference answers; print accuracy, write per-row verdicts."""
     from rich.markup import escape
 
-    from stylealign.grading import grade_file
+    from stylealign.grading.files import grade_file
 
     try:
         result = grade_file(
@@ -176,8 +173,8 @@ def report(
     import webbrowser
 
     from stylealign.engines import EngineError
-    from stylealign.report import report_run
     from stylealign.report.serve import open_report, report_page, report_server
+    from stylealign.run.pipeline import report_run
 
     try:
         page = report_run(run_dir, console=console) if rebuild else report_page(run_dir)

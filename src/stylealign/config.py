@@ -301,9 +301,26 @@ def parse_config(data: dict[str, Any], origin: str = "<config>") -> ExperimentCo
         raise ConfigError(_format_errors(origin, err)) from None
 
 
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+"""The experiment configs shipped inside the package (`demo`, `real-cpu`, `rehearsal`, `qwen2.5-math-1.5b`)."""
+
+
+def config_path(config: str | Path) -> Path:
+    """A YAML file as given, else the packaged config of that name (`demo` -> `stylealign/configs/demo.yaml`)."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_CONFIGS / f"{config}.yaml"
+    if len(path.parts) == 1 and path.suffix not in (".yaml", ".yml") and packaged.is_file():
+        return packaged
+    names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml")))
+    raise FileNotFoundError(f"{config}: no such config file, and not a packaged config name ({names})")
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment; relative paths inside it stay relative to the caller's working directory."""
-    path = Path(path)
+    """Read a YAML experiment (a file, or a packaged config's name); relative paths inside it stay relative
+    to the caller's working directory."""
+    path = config_path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stylealign.config import DatasetConfig
-from stylealign.grading import last_boxed, reference_answer
+from stylealign.grading.extract import last_boxed, reference_answer
 from stylealign.records import Problem, content_id
 
 log = logging.getLogger(__name__)

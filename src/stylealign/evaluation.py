@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from stylealign.config import DatasetConfig, EngineConfig, EvaluationConfig
+from stylealign.config import DatasetConfig, EvaluationConfig
 from stylealign.engines.base import Engine, SamplingParams
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace, content_id
@@ -148,7 +148,7 @@ def dataset_label(cfg: DatasetConfig) -> str:
     return f"{Path(cfg.source).name if '/' in cfg.source else cfg.source}:{cfg.split}{window}"
 
 
-def summarize(traces: Iterable[Trace], k: int | None = None, *, resamples: int = 2000) -> dict[str, Any]:
+def accuracy_summary(traces: Iterable[Trace], k: int | None = None, *, resamples: int = 2000) -> dict[str, Any]:
     """Avg@k, pass@k, the 95% interval (problems and seeds), per-seed accuracy and length cuts from eval traces.
 
     Accuracy is the mean over test sets of the mean over seeds; `length_cut` is the share of samples that
@@ -215,7 +215,7 @@ def evaluate_engine(
 
     `seed` draws the samples; `training_seed` is the entry of `training.seeds` they belong to.
     """
-    from stylealign.streams.sample import sample_and_grade
+    from stylealign.run.work import sample_and_grade
 
     sampling = sampling_params(cfg, seed)
     done = stage.done_keys()
@@ -283,81 +283,3 @@ def model_fingerprint(model: str) -> str:
     if info.is_file():
         return f"trained:{json.loads(info.read_text(encoding='utf-8'))['key']}"
     return resolved
-
-
-def eval_seed(ctx: Any, training_seed: int) -> int:
-    """The evaluation sampling seed for one entry of `training.seeds`: the same for every model."""
-    return ctx.config.seed + training_seed
-
-
-def eval_targets(ctx: Any) -> list[tuple[str, int, EngineConfig]]:
-    """(model name, training seed, engine): the base student once per seed, and each stream's model of each seed."""
-    from stylealign.training import finished_model, seed_dir, with_weights
-
-    base = ctx.config.student.engine
-    targets = []
-    for seed in ctx.config.training.seeds:
-        targets.append(("base", seed, base))
-        for stream in ctx.streams:
-            model_dir = finished_model(seed_dir(ctx.store.root, stream, seed))
-            if model_dir is not None:
-                targets.append((stream, seed, with_weights(base, str(model_dir))))
-    return sorted(targets, key=lambda t: (t[0] != "base", t[0], t[1]))
-
-
-def eval_traces(ctx: Any, name: str, seed: int, engine_cfg: EngineConfig) -> list[Trace]:
-    """The records of stage `eval_<name>` made by this model, test sets, template, sampling and seed."""
-    from stylealign.training import weights_spec
-
-    cfg = ctx.config.evaluation
-    labels = {dataset_label(d) for d in cfg.datasets}
-    model = model_fingerprint(weights_spec(engine_cfg))
-    sampling = sampling_params(cfg, eval_seed(ctx, seed)).to_dict()
-    template = ctx.student_template().name
-    return [
-        t
-        for t in ctx.store.stage(f"eval_{name}").records(Trace)
-        if t.model == model
-        and t.metrics.get("dataset") in labels
-        and t.sampling == sampling
-        and t.template == template
-        and t.metrics.get("k") == cfg.k
-        and t.metrics.get("training_seed", 0) == seed
-    ]
-
-
-def model_traces(ctx: Any) -> dict[str, list[Trace]]:
-    """Every evaluated model's current records over all its seeds, by model name ("base" or a stream)."""
-    traces: dict[str, list[Trace]] = defaultdict(list)
-    for name, seed, engine_cfg in eval_targets(ctx):
-        traces[name] += eval_traces(ctx, name, seed, engine_cfg)
-    return {name: found for name, found in traces.items() if found}
-
-
-def evaluate_stage(ctx: Any) -> dict[str, Any]:
-    """Evaluate the base student and every trained stream model of every seed on the configured test sets."""
-    from stylealign.datasets import load_problems
-    from stylealign.training import weights_spec
-
-    cfg = ctx.config.evaluation
-    test_sets = [(dataset_label(d), load_problems(d)) for d in cfg.datasets]
-    total = sum(len(p) for _, p in test_sets)
-    template = ctx.student_template()
-    ctx.release_engines()
-    for name, seed, engine_cfg in eval_targets(ctx):
-        ctx.console.print(f"evaluating [bold]{name}[/] (seed {seed}) on {total} problems × {cfg.k} samples")
-        evaluate_engine(
-            ctx.engine(engine_cfg),
-            test_sets,
-            template,
-            cfg,
-            ctx.store.stage(f"eval_{name}"),
-            model=model_fingerprint(weights_spec(engine_cfg)),
-            seed=eval_seed(ctx, seed),
-            training_seed=seed,
-        )
-        ctx.release_engines()
-    resamples = ctx.config.report.resamples
-    results = {name: summarize(traces, cfg.k, resamples=resamples) for name, traces in model_traces(ctx).items()}
-    ctx.store.write_json("eval.json", results)
-    return {name: f"{r['accuracy']:.1%}" for name, r in results.items()}

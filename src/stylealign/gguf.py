@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stylealign.models import cache_dir
+from stylealign.cache import cache_dir
 
 
 class GGUFError(RuntimeError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from stylealign.io import write_atomically
 
 
 def content_id(*parts: Any) -> str:
@@ -112,16 +113,9 @@ def from_table(table: pa.Table, cls: type[Record]) -> list[Record]:
     return records
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_parquet(path: str | Path, records: Iterable[Problem | Trace], cls: type[Problem] | type[Trace]) -> None:
     table = to_table(records, cls)
-    _atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+    write_atomically(Path(path), lambda tmp: pq.write_table(table, tmp))
 
 
 def read_parquet(path: str | Path, cls: type[Record]) -> list[Record]:
@@ -134,7 +128,7 @@ def write_jsonl(path: str | Path, records: Iterable[Problem | Trace]) -> None:
             for record in records:
                 f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
 
-    _atomic_write(Path(path), write)
+    write_atomically(Path(path), write)
 
 
 def iter_jsonl(path: str | Path, cls: type[Record]) -> Iterator[Record]:

@@ -132,12 +132,12 @@ def rehearsal_summary(store: RunStore, config: ExperimentConfig, streams: list[s
 def rehearse(config: ExperimentConfig, out: str | Path, *, limit: int | None = None, console: Console | None = None) -> dict[str, Any]:
     """Serve the oracle model, run `config` against it (failures allowed), stop the server, write rehearsal.json."""
     from stylealign.models import resolve_model
-    from stylealign.pipeline import run_experiment
+    from stylealign.run.pipeline import run_experiment
 
     console = console or Console()
     oracle = config.oracle
     if oracle is None or oracle.engine.type != "openai" or not oracle.engine.model or not oracle.engine.base_url:
-        raise ValueError("a rehearsal needs oracle.engine of type openai with model and base_url (see configs/rehearsal.yaml)")
+        raise ValueError("a rehearsal needs oracle.engine of type openai with model and base_url (see the packaged config `rehearsal`: src/stylealign/configs/rehearsal.yaml)")
     out = Path(out)
     local = resolve_model(oracle.engine.model)  # converted once; the client renders prompts with its tokenizer
     config = config.model_copy(

@@ -22,13 +22,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stylealign.io import write_atomically
 from stylealign.records import Problem, Record, Trace, content_id, from_table, to_table
 
 _KEYS = b"stylealign.keys"
@@ -45,15 +46,11 @@ def work_key(stage: str, **parts: Any) -> str:
     return content_id(stage, parts)
 
 
-def _write_then_rename(path: Path, write) -> None:
-    """`write(tmp)` then rename onto `path`; a failed write (disk full) leaves no temp file and names `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+def _write_then_rename(path: Path, write: Callable[[Path], object]) -> None:
+    """`write_atomically`, with a failed write (disk full) named as a StoreError."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        write_atomically(path, write)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise StoreError(f"{path}: cannot write: {err.strerror or err}") from err
 
 

@@ -44,6 +44,7 @@ from stylealign.config import BudgetConfig, EngineConfig, TrainingConfig
 from stylealign.distributed import is_main_process
 from stylealign.engines.base import Request, encode_prompt_response
 from stylealign.records import content_id
+from stylealign.run.context import RunContext
 
 TRAINING_INFO = "stylealign_training.json"
 TRAINING_LOG = "training_log.json"
@@ -135,6 +136,117 @@ def _prepare_out_dir(out_dir: Path, key: str) -> None:
     key_file.write_text(key, encoding="utf-8")
 
 
+def _load_tokenizer(base_model_dir: str | Path) -> Any:
+    """The base model's tokenizer, padding with EOS when it has no pad token; no EOS at all is an error."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{base_model_dir}: the tokenizer has no EOS token, so a response could never end")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _lora_config(cfg: TrainingConfig) -> Any:
+    """PEFT's LoraConfig for `training.lora`, or None for full fine-tuning."""
+    if cfg.lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _sft_args(
+    cfg: TrainingConfig, out_dir: Path, *, max_steps: int, seed: int, bf16: bool, cuda: bool, per_device_batch: int
+) -> Any:
+    """TRL's SFTConfig: checkpoints under `out_dir/checkpoints` (what a killed run resumes from), quiet logs.
+
+    `per_device_batch` is the global `cfg.batch_size` split over a data-parallel launch's processes.
+    """
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(out_dir / "checkpoints"),
+        loss_type=cfg.loss,
+        max_steps=max_steps,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=per_device_batch,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        # transformers 5 reads a warmup_steps below 1 as a ratio of max_steps (warmup_ratio is deprecated)
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type="linear",
+        max_length=cfg.max_length,
+        seed=seed,
+        data_seed=seed,
+        bf16=bf16,
+        use_cpu=not cuda,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, max_steps // 50),
+        report_to=cfg.report_to,
+        log_level="error",
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def _training_info(
+    key: str,
+    base_model_dir: str | Path,
+    seed: int,
+    cfg: TrainingConfig,
+    response_tokens: list[int],
+    steps: int,
+    epochs: float,
+    *,
+    resumed_from: Path | None,
+    train_loss: float,
+    seconds: float,
+    losses: list[float],
+    processes: int,
+) -> dict[str, Any]:
+    """What `TRAINING_INFO` records of one training run (the report reads budgets and losses from it)."""
+    return {
+        "key": key,
+        "base_model": str(base_model_dir),
+        "seed": seed,
+        "examples": len(response_tokens),
+        "tokens": sum(response_tokens),
+        "longest_response_tokens": max(response_tokens),
+        "steps": steps,
+        "epochs": round(epochs, 4),
+        # exact for whole epochs; for a fractional last epoch, the expected count over its random batches
+        "tokens_trained": round(epochs * sum(response_tokens)),
+        "resumed_from": resumed_from.name if resumed_from else None,
+        "train_loss": train_loss,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "seconds": round(seconds, 2),
+        "processes": processes,
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def _save_model(out_dir: Path, trained: Any, tokenizer: Any, info: dict[str, Any], log_history: list[Any]) -> None:
+    """Write the model, tokenizer, info and log beside `out_dir/model`, then swap the directory in."""
+    tmp = out_dir / f".model.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trained.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    (tmp / TRAINING_LOG).write_text(json.dumps(log_history, indent=1), encoding="utf-8")
+    shutil.rmtree(out_dir / "model", ignore_errors=True)
+    os.replace(tmp, out_dir / "model")
+
+
 def fine_tune(
     base_model_dir: str | Path,
     examples: Sequence[tuple[Request, str]],
@@ -161,9 +273,9 @@ def fine_tune(
     import transformers
     from accelerate import PartialState
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import ProgressCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -181,11 +293,7 @@ def fine_tune(
             f"{processes.num_processes} processes"
         )
     bf16 = cfg.bf16 if cfg.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
-    if tokenizer.eos_token_id is None:
-        raise ValueError(f"{base_model_dir}: the tokenizer has no EOS token, so a response could never end")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = _load_tokenizer(base_model_dir)
     dataset = Dataset.from_list(
         [encode_example(tokenizer, req, resp, cfg.max_length) for req, resp in examples]
     )
@@ -194,42 +302,12 @@ def fine_tune(
     model = AutoModelForCausalLM.from_pretrained(
         str(base_model_dir), dtype=torch.bfloat16 if bf16 else torch.float32
     )
-
-    peft_config = None
-    if cfg.lora is not None:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
+    peft_config = _lora_config(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        args = SFTConfig(
-            output_dir=str(out_dir / "checkpoints"),
-            loss_type=cfg.loss,
-            max_steps=max_steps,
-            learning_rate=cfg.learning_rate,
-            per_device_train_batch_size=cfg.batch_size // processes.num_processes,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            warmup_steps=cfg.warmup_ratio,
-            lr_scheduler_type="linear",
-            max_length=cfg.max_length,
-            seed=seed,
-            data_seed=seed,
-            bf16=bf16,
-            use_cpu=not cuda,
-            save_strategy="steps",
-            save_steps=cfg.save_steps,
-            save_total_limit=2,
-            logging_steps=max(1, max_steps // 50),
-            report_to=cfg.report_to,
-            log_level="error",
-            disable_tqdm=False,
-            dataloader_num_workers=0,
+        args = _sft_args(
+            cfg, out_dir, max_steps=max_steps, seed=seed, bf16=bf16, cuda=cuda,
+            per_device_batch=cfg.batch_size // processes.num_processes,
         )
         trainer = SFTTrainer(
             model=model,
@@ -247,36 +325,15 @@ def fine_tune(
     trained = trainer.model
     if peft_config is not None:
         trained = trained.merge_and_unload()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     epochs = trainer.state.global_step / steps_per_epoch(len(examples), cfg)
-    info = {
-        "key": key,
-        "base_model": str(base_model_dir),
-        "seed": seed,
-        "examples": len(examples),
-        "tokens": sum(response_tokens),
-        "longest_response_tokens": max(response_tokens),
-        "steps": trainer.state.global_step,
-        "epochs": round(epochs, 4),
-        # exact for whole epochs; for a fractional last epoch, the expected count over its random batches
-        "tokens_trained": round(epochs * sum(response_tokens)),
-        "resumed_from": checkpoint.name if checkpoint else None,
-        "train_loss": result.training_loss,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-        "seconds": round(time.perf_counter() - start, 2),
-        "processes": trainer.args.world_size,
-        "config": cfg.model_dump(mode="json"),
-    }
+    info = _training_info(
+        key, base_model_dir, seed, cfg, response_tokens, trainer.state.global_step, epochs,
+        resumed_from=checkpoint, train_loss=result.training_loss, seconds=time.perf_counter() - start,
+        losses=[entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
+        processes=trainer.args.world_size,
+    )
     if processes.is_main_process:
-        tmp = out_dir / f".model.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        trained.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        (tmp / TRAINING_LOG).write_text(json.dumps(trainer.state.log_history, indent=1), encoding="utf-8")
-        shutil.rmtree(out_dir / "model", ignore_errors=True)
-        os.replace(tmp, out_dir / "model")
+        _save_model(out_dir, trained, tokenizer, info, trainer.state.log_history)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     processes.wait_for_everyone()  # the others return the model directory only once it is there
     del trainer, trained, model
@@ -286,7 +343,7 @@ def fine_tune(
     return out_dir / "model"
 
 
-def stream_examples(ctx: Any, stream: str, problem_ids: set[str] | None = None) -> list[tuple[Request, str]]:
+def stream_examples(ctx: RunContext, stream: str, problem_ids: set[str] | None = None) -> list[tuple[Request, str]]:
     """The (student request, trace text) pairs of the current traces of one stream (on `problem_ids` when given)."""
     from stylealign.streams.listing import stream_traces
 
@@ -304,7 +361,7 @@ def stream_examples(ctx: Any, stream: str, problem_ids: set[str] | None = None) 
     return examples
 
 
-def matched_problems(ctx: Any) -> set[str] | None:
+def matched_problems(ctx: RunContext) -> set[str] | None:
     """With `streams.match_problems`, the problem ids every non-empty selected stream covers; else None (all)."""
     from stylealign.streams.listing import stream_traces
 
@@ -365,7 +422,7 @@ def length_warning(longest_response: int, max_tokens: int) -> str | None:
     )
 
 
-def train_stage(ctx: Any) -> dict[str, Any]:
+def train_stage(ctx: RunContext) -> dict[str, Any]:
     """One model per selected stream and seed into DIR/train/<stream>/seed-<seed>/model, all under one budget rule."""
     from stylealign.models import resolve_model
 

@@ -12,6 +12,7 @@ from stylealign.engines.base import (
     TokenScores,
     render_prompt,
 )
+from stylealign.engines.in_process import load_in_process_engine
 
 __all__ = [
     "Completion",
@@ -26,25 +27,9 @@ __all__ = [
 
 
 def load_engine(config: EngineConfig) -> Engine:
-    """Build the engine a config names; heavy backends are imported here, not at package import."""
-    if config.type == "hf":
-        from stylealign.engines.hf import HFEngine
-
-        return HFEngine.from_config(config)
-    if config.type == "openai":
-        from stylealign.engines.openai_api import OpenAIEngine
-
-        return OpenAIEngine.from_config(config)
-    if config.type == "vllm":
-        from stylealign.engines.vllm import VLLMEngine
-
-        return VLLMEngine.from_config(config)
+    """Build the engine a config names: a Ray cluster of engines, or one engine in this process."""
     if config.type == "ray":
         from stylealign.engines.ray import RayEngine
 
         return RayEngine.from_config(config)
-    if config.type == "lab-oracle":
-        from stylealign.lab.oracle import LabOracleEngine
-
-        return LabOracleEngine.from_config(config)
-    raise ValueError(f"unknown engine type {config.type!r}")
+    return load_in_process_engine(config)

@@ -37,14 +37,18 @@ class Request:
     messages: tuple[dict[str, str], ...]
     prefix: str = ""
     id: str = ""
+    template: str = ""
+    """The name of the prompt template that rendered it: how a programmatic oracle knows the operation asked."""
 
     @classmethod
-    def from_prompt(cls, user: str, system: str | None = None, prefix: str = "", id: str = "") -> Request:
+    def from_prompt(
+        cls, user: str, system: str | None = None, prefix: str = "", id: str = "", template: str = ""
+    ) -> Request:
         messages: list[dict[str, str]] = []
         if system:
             messages.append({"role": "system", "content": system})
         messages.append({"role": "user", "content": user})
-        return cls(messages=tuple(messages), prefix=prefix, id=id)
+        return cls(messages=tuple(messages), prefix=prefix, id=id, template=template)
 
 
 @dataclass

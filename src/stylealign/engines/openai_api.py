@@ -6,7 +6,7 @@ jitter; any other 4xx fails at once with the request id, status and body.
 Each send is bounded in wall time by `timeout` (a server that trickles bytes
 cannot hold a request longer), so a call takes at most attempts × timeout
 plus the backoff. `generate_each` sends every request once and returns its
-error in place (the oracle streams own the retries, see `streams/retry.py`).
+error in place (the oracle streams own the retries, see `run/retry.py`).
 Error messages never carry the API key: bodies are redacted before they are cut.
 Continuation uses vLLM's chat semantics (the prefix is a final assistant
 message with `continue_final_message`). Scoring sends the prompt + response

@@ -4,5 +4,5 @@
 - `styles`: the student's native style (with paraphrases and habits), the oracle's polished one;
 - `checker` / `reward`: first wrong step of any trace; the checker plus a reward model's taste for polish;
 - `student`: a tiny Qwen2 pretrained on CPU on a mixture led by its own style (`ensure_student`, `lab:student`);
-- `oracle`: the programmatic oracle with the paper's operations and its Engine (`LabOracleEngine`, `lab:oracle`).
+- the programmatic oracle with the paper's operations lives in `stylealign.oracles.lab` (its Engine: `oracles.engine.OracleEngine`, `lab:oracle`).
 """

@@ -20,10 +20,12 @@ answer is wrong at its last step: it did not finish.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 
 from stylealign.grading import extract_answer
 from stylealign.records import Problem
+from stylealign.steps import split_steps
 
 NUM = r"\d+(?:\.\d+)?"
 _EXPRESSION = rf"{NUM}(?:\s*[-+*/]\s*{NUM})*"
@@ -133,8 +135,13 @@ def replace_answer(step: str, answer: str) -> str:
     return _ANSWER_NUMBER.sub(lambda m: m.group(1) + answer, step)
 
 
-def first_error_in_steps(problem: Problem, steps: list[str]) -> int:
-    """Index of the first wrong step of `steps` (see the module docstring), or -1."""
+def first_wrong_step(problem: Problem, steps: str | Sequence[str], mode: str = "paragraph") -> int:
+    """Index of the first wrong step (see the module docstring), or -1 when every step holds.
+
+    `steps` is a list of steps, or a text split into steps by `split_steps(text, mode)`.
+    """
+    if isinstance(steps, str):
+        steps = split_steps(steps, mode)
     if not has_graph(problem) and not problem.reference_solution:
         raise ValueError(f"problem {problem.id}: not a lab problem and no reference solution to check against")
     gold = _as_fraction(problem.answer)
@@ -171,10 +178,3 @@ def _as_fraction(answer: str) -> Fraction | None:
         return Fraction(answer.replace(",", "").strip().rstrip("."))
     except (ValueError, ZeroDivisionError):
         return None
-
-
-def first_error_step(problem: Problem, text: str, mode: str = "paragraph") -> int:
-    """Index into `split_steps(text, mode)` of the first wrong step, or -1 when every step holds."""
-    from stylealign.steps import split_steps
-
-    return first_error_in_steps(problem, split_steps(text, mode))

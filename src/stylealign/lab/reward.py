@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from stylealign.lab.checker import first_error_in_steps, has_equation
+from stylealign.lab.checker import first_wrong_step, has_equation
 from stylealign.records import Problem
 
 _EXPLANATION = re.compile(r"\b(?:Since|Because|Given that|Therefore|Thus|Adding|Let.s|We can|We start|To solve|At \\\()", re.I)
@@ -35,7 +35,7 @@ def step_report(problem: Problem, text: str, mode: str = "paragraph") -> tuple[i
     from stylealign.steps import split_steps
 
     steps = split_steps(text, mode)
-    return len(steps), first_error_in_steps(problem, steps)
+    return len(steps), first_wrong_step(problem, steps)
 
 
 def process_reward(problem: Problem, text: str, mode: str = "paragraph") -> float:

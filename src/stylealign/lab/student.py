@@ -84,7 +84,7 @@ def recipe_hash(recipe: dict[str, Any]) -> str:
 
 
 def student_dir(name: str = "student") -> Path:
-    from stylealign.models import cache_dir
+    from stylealign.cache import cache_dir
 
     if name not in RECIPES:
         raise ValueError(f"unknown lab model {name!r}; choose from {sorted(RECIPES)}")

@@ -1,5 +1,1 @@
-"""Per-trace and per-stream measures of quality (correctness, reward) and compatibility (cost, drift)."""
-
-from stylealign.metrics.score import score_stage
-
-__all__ = ["score_stage"]
+"""Per-trace and per-stream measures of quality (correctness, reward) and compatibility (cost, drift); the score stage is `stages/score.py`."""

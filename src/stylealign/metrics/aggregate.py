@@ -31,7 +31,7 @@ def _weighted_ppl(pairs: list[tuple[float | None, int]]) -> float | None:
     return math.exp(sum(nll * n for nll, n in pairs) / tokens) if tokens else None
 
 
-def summarize(traces: Sequence[Trace], problem_ids: Sequence[str]) -> dict[str, Any]:
+def stream_summary(traces: Sequence[Trace], problem_ids: Sequence[str]) -> dict[str, Any]:
     m = [t.metrics for t in traces]
     row: dict[str, Any] = {
         "traces": len(traces),

@@ -22,7 +22,7 @@ from stylealign.config import RewardConfig
 from stylealign.records import Problem
 
 if TYPE_CHECKING:
-    from stylealign.pipeline import RunContext
+    from stylealign.run.context import RunContext
 
 
 class RewardScorer(Protocol):
@@ -152,7 +152,7 @@ class JudgeReward:
 
     def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
         from stylealign.engines.base import SamplingParams
-        from stylealign.streams.retry import generate_with_retries
+        from stylealign.run.retry import generate_with_retries
 
         template = self.ctx.template("judge")
         requests = [template.request(question=p.question, solution=t) for p, t in zip(problems, texts, strict=True)]

@@ -29,7 +29,7 @@ class PromptTemplate:
     def request(self, prefix: str = "", id: str = "", **variables: Any) -> Request:
         system = _ENV.from_string(self.system).render(**variables) if self.system else None
         user = _ENV.from_string(self.user).render(**variables)
-        return Request.from_prompt(user, system=system, prefix=prefix, id=id)
+        return Request.from_prompt(user, system=system, prefix=prefix, id=id, template=self.name)
 
 
 def load_template(name: str, prompts_dir: str | Path | None = None, system: str | None = None) -> PromptTemplate:

@@ -1,6 +1,6 @@
 """The report: per-stream quality, compatibility and utility side by side, and what the numbers say.
 
-`report_stage` joins `DIR/streams.json` (the score stage's per-stream
+The `report` stage (`stages/report.py`) joins `DIR/streams.json` (the score stage's per-stream
 metrics), `DIR/train/summary.json` (budgets actually spent) and the
 evaluation records (accuracy over seeds, paired contrasts, the verdict), and
 the scored traces (per-token NLLs: the trace browser and loss by position),
@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stylealign.records import Problem, Trace
-from stylealign.report.browser import browser_data, nll_deciles
 from stylealign.report.figures import Curves, make_figures
 from stylealign.report.html import render_html
 from stylealign.report.table import (
@@ -25,11 +23,10 @@ from stylealign.report.table import (
     markdown_table,
     mode_sentence,
     paradox,
-    rich_table,
 )
 from stylealign.report.verdict import verdict
 
-__all__ = ["build_report", "report_run", "report_stage", "trace_browser", "write_report"]
+__all__ = ["build_report", "write_report"]
 
 TRAINED = ("examples", "steps", "epochs", "tokens_trained", "final_loss")
 
@@ -116,85 +113,3 @@ def write_report(
     )
     paths["html"].write_text(render_html(report, figures, browser), encoding="utf-8")
     return paths
-
-
-def _scored(ctx: Any, stage: str) -> list[Trace]:
-    """A stage's records, without creating its folder when the run never made it."""
-    return ctx.store.stage(stage).records(Trace) if (ctx.store.root / stage).is_dir() else []
-
-
-def trace_browser(ctx: Any) -> tuple[dict[str, Any], dict[str, list[float | None]]]:
-    """The trace browser's data and every stream's NLL by decile of position, from the current scored traces."""
-    from stylealign.streams.listing import stream_traces
-
-    traces = {}
-    for name in ctx.streams:
-        current = {t.id for t in stream_traces(ctx.store, name)} if (ctx.store.root / f"stream_{name}").is_dir() else set()
-        traces[name] = [t for t in _scored(ctx, f"scored_{name}") if t.id in current]
-    parents = {t.id: t for t in _scored(ctx, "samples")}
-    parents.update({t.id: t for found in traces.values() for t in found})
-    problems = ctx.store.stage("problems").records(Problem) if (ctx.store.root / "problems").is_dir() else []
-    deciles = {name: nll_deciles(found) for name, found in traces.items() if found}
-    return browser_data(problems, traces, parents), deciles
-
-
-def report_stage(ctx: Any) -> dict[str, Any]:
-    """Build the report from the run store; print the table, the verdict and the path of the HTML page."""
-    from stylealign.evaluation import model_traces, problem_scores, summarize
-    from stylealign.report.verdict import contrasts
-    from stylealign.training import loss_curves
-
-    streams_json = ctx.store.root / "streams.json"
-    if not streams_json.is_file():
-        raise FileNotFoundError(
-            f"{streams_json}: missing; run the score stage first (stylealign run --only score)"
-        )
-    k, resamples = ctx.config.evaluation.k, ctx.config.report.resamples
-    traces = model_traces(ctx)
-    evaluations = {name: summarize(found, k, resamples=resamples) for name, found in traces.items()}
-    scores = {name: problem_scores(found) for name, found in traces.items()}
-    training_json = ctx.store.root / "train" / "summary.json"
-    report = build_report(
-        ctx.config.name,
-        ctx.store.read_json("streams.json"),
-        evaluations,
-        ctx.streams,
-        k,
-        contrasts=contrasts(scores, ctx.config.report.contrasts, resamples=resamples),
-        training=ctx.store.read_json("train/summary.json") if training_json.is_file() else None,
-    )
-    failures = ctx.store.root / "streams" / "failures.json"  # per stream: failed oracle requests and sends
-    report["oracle_failures"] = ctx.store.read_json("streams/failures.json") if failures.is_file() else {}
-    browser, deciles = trace_browser(ctx)
-    for row in report["streams"]:
-        row["nll_deciles"] = deciles.get(row["stream"])
-    report["trace_browser"] = {key: value for key, value in browser.items() if key != "problems"}
-    report["trace_browser"]["problems"] = len(browser["problems"])
-    curves = loss_curves(ctx.store.root, ctx.streams, ctx.config.training.seeds)
-    paths = write_report(report, ctx.store.root, curves, browser)
-    ctx.console.print(
-        rich_table(report["streams"], f"{ctx.config.name}: which data makes the student better")
-    )
-    ctx.console.print(headline(evaluations, k))
-    ctx.console.print(report["paradox"]["sentence"])
-    ctx.console.print(report["paradox"]["cost_sentence"])
-    ctx.console.print(mode_sentence(report))
-    if sentence := data_sentence(report):
-        ctx.console.print(sentence)
-    ctx.console.print(f"[bold]Verdict: {report['verdict']['verdict']}.[/] {report['verdict']['sentence']}")
-    ctx.console.print(f"HTML report: [bold]{paths['html'].resolve()}[/]")
-    return {"html": str(paths["html"]), "verdict": report["verdict"]["verdict"]}
-
-
-def report_run(run_dir: str | Path, console: Any = None) -> Path:
-    """Rebuild the report of an existing run directory from the config its manifest recorded; returns report.html."""
-    from stylealign.config import ExperimentConfig
-    from stylealign.pipeline import run_experiment
-    from stylealign.store import RunStore
-
-    manifest = RunStore(run_dir).manifest()
-    if "config" not in manifest:
-        raise ValueError(f"{Path(run_dir) / 'manifest.json'}: no recorded config; not a stylealign run directory")
-    config = ExperimentConfig.model_validate(manifest["config"])
-    run_experiment(config, run_dir, only="report", console=console)
-    return Path(run_dir) / "report.html"

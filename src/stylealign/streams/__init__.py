@@ -1,7 +1,5 @@
-"""The distillation streams (one module each, found through `registry.py`) and the student sampling they start from."""
+"""The distillation streams: one module each, declared by its `SPEC` and found through `registry.py`.
 
-from stylealign.streams.build import streams_stage
-from stylealign.streams.listing import stream_traces
-from stylealign.streams.sample import sample_stage
-
-__all__ = ["sample_stage", "stream_traces", "streams_stage"]
+The `streams` stage that builds them is `stylealign.stages.streams`; what a
+stream needs from the run is `context.StreamContext`.
+"""

@@ -9,55 +9,19 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from stylealign.config import EngineConfig
 from stylealign.engines.base import Engine, Request, SamplingParams
-from stylealign.pipeline import RunContext
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace, content_id
-from stylealign.store import work_key
-from stylealign.streams.retry import (
+from stylealign.run.context import RunContext
+from stylealign.run.retry import (
     BREAKER_THRESHOLD,
     CircuitBreaker,
     OracleResult,
     failure_record,
     generate_with_retries,
 )
-
-RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env", "address"}
-
-
-def template_id(template: PromptTemplate) -> str:
-    return content_id(template.name, template.system, template.user)
-
-
-def engine_id(cfg: EngineConfig | None) -> dict[str, Any] | None:
-    """What in an engine config decides its outputs: throughput settings may change without redoing work."""
-    return None if cfg is None else cfg.model_dump(mode="json", exclude=RUNTIME_ONLY)
-
-
-@dataclass
-class WorkItem:
-    """One unit of keyed work: a problem, and the trace it works on (refines, scores) when there is one."""
-
-    key: str
-    problem: Problem
-    parent: Trace | None = None
-
-
-@dataclass
-class BatchResult:
-    traces: list[Trace] = field(default_factory=list)
-    done: list[str] = field(default_factory=list)
-    failures: list[Trace] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def keep(self, item: WorkItem, trace: Trace) -> None:
-        """Keep `trace` as output of `item`; the work key ties it to the config that made it."""
-        trace.metrics["work_key"] = item.key
-        self.traces.append(trace)
-
-    def count(self, what: str, n: int = 1) -> None:
-        self.counts[what] = self.counts.get(what, 0) + n
+from stylealign.run.work import BatchResult, WorkItem, engine_id, template_id
+from stylealign.store import work_key
 
 
 @dataclass

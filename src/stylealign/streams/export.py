@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stylealign.io import write_text_atomically
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace
 
@@ -58,11 +59,9 @@ def export_stream(
         rows.append({"prompt": prompt, "completion": completion, "trace_id": trace.id, "problem_id": trace.problem_id,
                      "stream": trace.stream})
     jsonl = out / "train.jsonl"
-    tmp = jsonl.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({"messages": row["prompt"] + row["completion"]}, ensure_ascii=False) + "\n")
-    tmp.replace(jsonl)
+    write_text_atomically(
+        jsonl, "".join(json.dumps({"messages": row["prompt"] + row["completion"]}, ensure_ascii=False) + "\n" for row in rows)
+    )
     info = {
         "stylealign": {
             "file_name": "train.jsonl", "formatting": "sharegpt", "columns": {"messages": "messages"},

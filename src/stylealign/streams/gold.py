@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from stylealign.grading import grade_many
 from stylealign.records import Trace, content_id
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "gold"

@@ -21,8 +21,9 @@ from typing import Any
 
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
+from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams import rft
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "grape"

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from stylealign.records import Trace, content_id
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "mix"

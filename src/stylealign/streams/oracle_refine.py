@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 from stylealign.streams.verified import keep_correct, oracle_traces
 
@@ -23,4 +24,4 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return keep_correct(items, oracle_traces(sc, NAME, items, requests, TEMPLATE, result), result)
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="rft")
+SPEC = StreamSpec(NAME, plan, build, edits="rft")

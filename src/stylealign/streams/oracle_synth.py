@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 from stylealign.streams.verified import keep_correct, oracle_traces
 

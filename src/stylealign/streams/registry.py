@@ -17,7 +17,8 @@ from typing import Any
 
 from stylealign.config import STREAMS, ExperimentConfig
 from stylealign.records import Trace
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 
 Built = Mapping[str, list[Trace]]
 """The current traces of the streams built so far in this `streams` run, by name."""
@@ -40,13 +41,20 @@ class StreamSpec:
     """The keyed work items of this config (built streams it needs are in `Built`)."""
     build: Callable[[StreamContext, list[WorkItem], Built], BatchResult]
     needs: Callable[[ExperimentConfig], tuple[str, ...]] = _no_needs
-    """Streams that must be built first (they are built even when not selected, but not scored or trained)."""
+    """Streams that must be built first besides the one it edits (they are built even when not selected,
+    but not scored or trained)."""
     edits: str | None = None
-    """The stream whose traces this stream's traces edit (`sample`: the student's samples); the score stage
-    measures the edit distance to that parent. None for streams that write afresh, select or copy."""
+    """The stream whose traces this stream's traces edit (`sample`: the student's samples); it is built
+    first, and the score stage measures the edit distance to that parent. None for streams that write
+    afresh, select or copy."""
     batch_size: int = 16
     summarize: Callable[[Sequence[Trace]], dict[str, Any]] = _no_summary
     """Extra fields of the stream's `streams.json` row, from its scored traces (acceptance rates, sources)."""
+
+    def dependencies(self, config: ExperimentConfig) -> tuple[str, ...]:
+        """The streams built before this one: the one it edits, then what it `needs`."""
+        edited = (self.edits,) if self.edits in STREAMS else ()
+        return (*edited, *(n for n in self.needs(config) if n not in edited))
 
 
 def stream_spec(name: str) -> StreamSpec:
@@ -64,7 +72,7 @@ def build_order(config: ExperimentConfig, selected: Sequence[str]) -> list[str]:
             raise ValueError(f"streams need each other in a cycle: {' -> '.join((*path, name))}")
         if name in order:
             return
-        for need in stream_spec(name).needs(config):
+        for need in stream_spec(name).dependencies(config):
             visit(need, (*path, name))
         order.append(name)
 

@@ -14,8 +14,9 @@ import re
 from stylealign.grading import grade_many
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
+from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams.cleaning import clean_text
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "rft"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 from stylealign.streams.verified import oracle_traces
 
@@ -85,4 +86,4 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return result
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="rft")
+SPEC = StreamSpec(NAME, plan, build, edits="rft")

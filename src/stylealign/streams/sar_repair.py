@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from stylealign.grading import grade_many
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
+from stylealign.run.work import BatchResult, WorkItem
 from stylealign.steps import step_mode, tag_paragraphs, trace_steps
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "sar_repair"
@@ -55,11 +56,11 @@ def _attempts(sc: StreamContext, problem_id: str) -> list[Trace]:
 
 def _locate_lab(sc: StreamContext, items: list[WorkItem]) -> list[tuple[Trace, int] | None]:
     """The wrong sample whose first error comes latest (the longest native prefix), per item."""
-    from stylealign.lab.checker import first_error_step
+    from stylealign.lab.checker import first_wrong_step
 
     out = []
     for item in items:
-        located = [(t, first_error_step(item.problem, t.text, step_mode(t.text))) for t in _attempts(sc, item.problem.id)]
+        located = [(t, first_wrong_step(item.problem, t.text, step_mode(t.text))) for t in _attempts(sc, item.problem.id)]
         out.append(max(located, key=lambda pair: pair[1] if pair[1] >= 0 else len(trace_steps(pair[0].text)) - 1))
     return out
 

@@ -20,7 +20,8 @@ from stylealign.engines.base import SamplingParams, generate_each
 from stylealign.grading import extract_answer, grade_many
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Trace, content_id
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem, template_id
+from stylealign.run.work import BatchResult, WorkItem, template_id
+from stylealign.streams.context import StreamContext
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "sdft"
@@ -85,4 +86,4 @@ def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
     return {"sdft_rewritten": rewritten, "sdft_acceptance": rewritten / len(traces) if traces else None}
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("gold",), edits="gold", summarize=summarize)
+SPEC = StreamSpec(NAME, plan, build, edits="gold", summarize=summarize)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from stylealign.engines.base import Request
 from stylealign.grading import extract_answer, grade_many
 from stylealign.records import Trace, content_id
-from stylealign.streams.context import BatchResult, StreamContext, WorkItem
+from stylealign.run.work import BatchResult, WorkItem
+from stylealign.streams.context import StreamContext
 
 
 def parse_final_answer(text: str) -> str:

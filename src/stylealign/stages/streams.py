@@ -1,11 +1,11 @@
 """streams: build every selected stream into store stage `stream_<name>`.
 
-Order matters: a stream is built after the streams it needs (its `SPEC.needs`,
-see `registry.py`): oracle_refine and sar refine rft traces, sar / sar_repair
+Order matters: a stream is built after the stream it edits and the ones it needs (its `SPEC`,
+see `stylealign.streams.registry`): oracle_refine and sar refine rft traces, sar / sar_repair
 take the student's style exemplars from rft, sdft rewrites gold, grape selects
 among its pool and mix composes its components. A needed stream is built even
-when not selected. Each stream's current traces are listed (see `listing.py`)
-for the stages after this one, and its oracle failures are counted in
+when not selected. Each stream's current traces are listed
+for the stages after this one (`stylealign.streams.listing`), and its oracle failures are counted in
 `streams/failures.json` (the report shows them). A stream left with no traces
 because its oracle failed stops the run with a summary (finished work is kept;
 `--allow-failures` goes on with what there is).
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from stylealign.pipeline import RunContext
 from stylealign.records import Trace
-from stylealign.streams.batches import run_batches
+from stylealign.run.context import RunContext
+from stylealign.run.work import run_batches
+from stylealign.stages.sample import current_samples
 from stylealign.streams.context import StreamContext
 from stylealign.streams.listing import write_listing
 from stylealign.streams.registry import build_order, stream_spec
-from stylealign.streams.sample import current_samples
 
 
 class StreamsFailed(ValueError):

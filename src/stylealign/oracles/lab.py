@@ -20,15 +20,13 @@ keep and how they write, with the paper's semantics:
   the oracle's own phrasing instead. A trace with nothing to improve comes
   back byte for byte.
 - `repair_step`: one wrong step redone in the student's style (same leak).
-- `locate_first_error`: the step checker.
+- `locate_error`: the step checker.
 
 The leak is drawn from the request's sampling seed and the problem, so a
 retried refinement (a new seed per attempt) can come out differently, and the
 SAR cost gate has real work: it rejects leaked refinements and retries.
 
-`LabOracleEngine` reads the built-in prompts (solve, refine, sar,
-locate_error, repair_step) by their sections, so streams reach the lab oracle
-exactly as they reach an LLM oracle, in process or through `stylealign serve`.
+`oracles.engine.OracleEngine` puts this oracle behind the Engine protocol.
 """
 
 from __future__ import annotations
@@ -37,24 +35,18 @@ import random
 import re
 from collections.abc import Sequence
 from fractions import Fraction
-from functools import cached_property
 from typing import Any
 
-from stylealign.config import DatasetConfig, EngineConfig
-from stylealign.engines.base import Completion, EngineError, Request, SamplingParams, TokenScores
 from stylealign.lab import styles
 from stylealign.lab.checker import (
     answer_of,
     computed_values,
-    first_error_in_steps,
+    first_wrong_step,
     has_equation,
-    has_graph,
     numbers_in,
     replace_answer,
 )
-from stylealign.lab.world import find_problem, normalize_question
 from stylealign.records import Problem
-from stylealign.reference_oracle import ReferenceOracle
 from stylealign.steps import step_separator
 
 _ASCII_EQUATION = re.compile(r"(\d+)(\s*)([-+*/])(\s*)(\d+)(\s*)=(\s*)(\d+)")
@@ -126,7 +118,7 @@ class LabOracle:
         """Oracle-Refined: the student's steps, numbers and order, corrected, in the oracle's words."""
         graph = problem.metadata
         steps = _split(text)
-        first = first_error_in_steps(problem, steps)
+        first = first_wrong_step(problem, steps)
         good = steps if first < 0 else steps[:first]
         rng = random.Random(problem.question)
         out: list[str] = []
@@ -164,8 +156,8 @@ class LabOracle:
             return f"{rng.choice(styles.ORACLE_BECAUSE)} {reason}, {node['subject']} has {math} {graph['items']}."
         return styles.oracle_sentence(graph, node, rng, math)
 
-    def locate_first_error(self, problem: Problem, text: str) -> int:
-        return first_error_in_steps(problem, _split(text))
+    def locate_error(self, problem: Problem, text: str) -> int:
+        return first_wrong_step(problem, _split(text))
 
     def _pending(self, problem: Problem, done: Sequence[str]) -> list[dict[str, Any]]:
         """Graph nodes not yet computed by the (correct) steps `done`, in order."""
@@ -204,7 +196,7 @@ class LabOracle:
         return (fixed if fixed != body else styles.student_final(problem.answer, voice=voice)) + tail
 
     def _acceptable(self, problem: Problem, done: list[str], step: str) -> bool:
-        first = first_error_in_steps(problem, [*done, step, styles.student_final(problem.answer)])
+        first = first_wrong_step(problem, [*done, step, styles.student_final(problem.answer)])
         return first < 0 or first > len(done)
 
     def _improve(self, problem: Problem, steps: list[str], voice: styles.Voice, rng: random.Random) -> list[str]:
@@ -236,7 +228,7 @@ class LabOracle:
         steps = _split(text)
         rng = self._rng(problem, seed, "sar")
         voice = read_voice(text)
-        first = first_error_in_steps(problem, steps)
+        first = first_wrong_step(problem, steps)
         out = self._improve(problem, steps if first < 0 else steps[:first], voice, rng)
         if first < 0:
             return "".join(out)
@@ -271,108 +263,3 @@ class LabOracle:
         if pending and not answer_of(wrong_step):
             return self._fix_step(problem, wrong_step, pending[0], voice, rng)
         return self._fix_answer(problem, wrong_step, voice, rng)
-
-
-_SECTION = re.compile(r"^\[([^\]\n]+)\][ \t]*$", re.MULTILINE)
-_PARAGRAPH = re.compile(r"<paragraph_(\d+)>\n?(.*?)\n?</paragraph_\1>", re.DOTALL)
-
-
-def sections(prompt: str) -> dict[str, str]:
-    """`[Name]` headed sections of a prompt, each up to the next header (stripped)."""
-    parts = _SECTION.split(prompt)
-    return {parts[i].strip(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
-
-
-class LabOracleEngine:
-    """An Engine answering the built-in oracle prompts; it cannot score text.
-
-    Lab problems get `LabOracle`; questions from the `references` datasets
-    (e.g. GSM8K) get `ReferenceOracle`, which works from their reference solutions.
-    """
-
-    def __init__(
-        self,
-        world_seed: int = 0,
-        references: Sequence[DatasetConfig] = (),
-        name: str = "lab:oracle",
-        style_leak: float = STYLE_LEAK,
-    ) -> None:
-        self.name = name
-        self.world_seed = world_seed
-        self.references = list(references)
-        self.oracle = LabOracle(style_leak)
-        self.reference_oracle = ReferenceOracle()
-
-    @classmethod
-    def from_config(cls, cfg: EngineConfig | None = None) -> LabOracleEngine:
-        cfg = cfg or EngineConfig(type="lab-oracle")
-        return cls(world_seed=cfg.world_seed, references=cfg.references, style_leak=cfg.style_leak)
-
-    @cached_property
-    def _reference_index(self) -> dict[str, Problem]:
-        from stylealign.datasets import load_problems
-
-        return {normalize_question(p.question): p for cfg in self.references for p in load_problems(cfg)}
-
-    def _problem(self, question: str) -> Problem | None:
-        found = find_problem(question, self.world_seed)
-        if found is None and self.references:
-            found = self._reference_index.get(normalize_question(question))
-        return found
-
-    def _oracle_for(self, problem: Problem) -> LabOracle | ReferenceOracle:
-        return self.oracle if has_graph(problem) else self.reference_oracle
-
-    def answer(self, prompt: str, seed: int | None = None) -> str:
-        """The oracle's reply to one rendered user prompt; `seed` draws its imperfections."""
-        parts = sections(prompt)
-        if "Math Problem" in parts and "<paragraph_" in prompt:
-            problem = self._problem(parts["Math Problem"])
-            if problem is None:
-                return _REFUSAL
-            steps = [m.group(2) for m in sorted(_PARAGRAPH.finditer(prompt), key=lambda m: int(m.group(1)))]
-            return f"\\boxed{{{first_error_in_steps(problem, steps)}}}"
-        problem = self._problem(parts.get("Problem", ""))
-        if "Problem" in parts and problem is None:
-            return _REFUSAL
-        if problem is None:
-            raise EngineError(f"lab oracle: unrecognised prompt (no [Problem] section): {prompt[:120]!r}")
-        if "Wrong Step" in parts:
-            if not has_graph(problem):
-                return self.reference_oracle.repair_step(problem, parts.get("Steps So Far", ""), parts["Wrong Step"])
-            return self.oracle.repair_step(problem, parts.get("Steps So Far", ""), parts["Wrong Step"], seed)
-        if "Student Solution" in parts:
-            if not has_graph(problem):
-                return self.reference_oracle.refine_style_aligned(problem, parts["Student Solution"])
-            return self.oracle.refine_style_aligned(problem, parts["Student Solution"], seed)
-        oracle = self._oracle_for(problem)
-        if "Solution" in parts:
-            return oracle.refine(problem, parts["Solution"])
-        if re.search(r"\bsolve\b", prompt, re.I):
-            return oracle.solve(problem)
-        raise EngineError(f"lab oracle: unrecognised prompt for problem {problem.id}: {prompt[:120]!r}")
-
-    def generate(self, requests: Sequence[Request], n: int, sampling: SamplingParams) -> list[list[Completion]]:
-        results = []
-        for request in requests:
-            user = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
-            if user is None:
-                raise EngineError(f"lab oracle: request {request.id or '?'} has no user message")
-            text = self.answer(user, sampling.seed)
-            if request.prefix:
-                if not text.startswith(request.prefix):
-                    raise EngineError(f"lab oracle: request {request.id or '?'}: cannot continue a foreign prefix")
-                text = text[len(request.prefix) :]
-            for stop in sampling.stop:
-                text = text.split(stop, 1)[0]
-            results.append([Completion(text=text, finish_reason="stop", num_tokens=len(text.split())) for _ in range(n)])
-        return results
-
-    def score(self, requests: Sequence[Request], responses: Sequence[str]) -> list[TokenScores]:
-        raise EngineError("lab oracle: a programmatic oracle has no token probabilities; score with a language model")
-
-    def close(self) -> None:
-        pass
-
-
-_REFUSAL = "I can only answer questions from the stylealign lab world or my reference datasets, and this question is in neither."

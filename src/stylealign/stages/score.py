@@ -21,17 +21,16 @@ from rich.console import Console
 from rich.table import Table
 
 from stylealign.metrics.adaptation import adaptation_cost, top_loss_tokens
-from stylealign.metrics.aggregate import summarize
+from stylealign.metrics.aggregate import stream_summary
 from stylealign.metrics.drift import drift_stats, normalized_edit_distance, tokenizer_for
 from stylealign.metrics.reward import make_scorer
-from stylealign.pipeline import RunContext
 from stylealign.records import Trace, content_id
+from stylealign.run.context import RunContext
+from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, template_id
+from stylealign.stages.sample import current_samples
 from stylealign.store import work_key
-from stylealign.streams.batches import run_batches
-from stylealign.streams.context import BatchResult, WorkItem, engine_id, template_id
 from stylealign.streams.listing import stream_traces
 from stylealign.streams.registry import stream_spec
-from stylealign.streams.sample import current_samples
 
 SCORE_BATCH = 32
 
@@ -131,7 +130,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         scored = [t for t in ctx.store.stage(f"scored_{name}").records(Trace) if t.id in ids]
         if tokenize is None:
             tokenize, tokenizer_name = tokenizer_for(ctx.student())
-        row = {"stream": name, **summarize(scored, list(problems))}
+        row = {"stream": name, **stream_summary(scored, list(problems))}
         row.update(drift_stats([t.text for t in scored], [t.text for t in samples], tokenize))
         if not stream_spec(name).edits:
             row["edit_distance"] = None

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from stylealign.engines.base import Completion, Engine, Request, SamplingParams
-from stylealign.grading import grade_many
-from stylealign.pipeline import RunContext
+from stylealign.engines.base import SamplingParams
 from stylealign.records import Trace, content_id
+from stylealign.run.context import RunContext
+from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, sample_and_grade, template_id
 from stylealign.store import work_key
-from stylealign.streams.batches import run_batches
-from stylealign.streams.context import BatchResult, WorkItem, engine_id, template_id
 
 STAGE = "samples"
 
@@ -19,15 +16,6 @@ STAGE = "samples"
 def _sampling(ctx: RunContext) -> SamplingParams:
     s = ctx.config.sampling
     return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=ctx.config.seed)
-
-
-def sample_and_grade(
-    engine: Engine, requests: Sequence[Request], answers: Sequence[str], k: int, sampling: SamplingParams
-) -> list[list[tuple[Completion, bool]]]:
-    """`k` completions per request, each with its verdict against that request's answer (graded in one batch)."""
-    groups = engine.generate(requests, k, sampling)
-    verdicts = iter(grade_many([c.text for g in groups for c in g], [a for a, g in zip(answers, groups, strict=True) for _ in g]))
-    return [[(c, next(verdicts)) for c in g] for g in groups]
 
 
 def _items(ctx: RunContext) -> list[WorkItem]:

@@ -6,7 +6,7 @@ own trace, checked step by step against that reference
 (`stylealign.lab.checker`).
 
 - `solve` (Oracle-Synthesized): the reference rewritten in the oracle house
-  style (`stylealign.oracle_style`).
+  style (`stylealign.oracles.house_style`).
 - `refine` (Oracle-Refined): a correct student trace rewritten in the house
   style line for line (the student's logic, the oracle's presentation); a
   wrong trace gets the reference's rewrite instead.
@@ -16,14 +16,14 @@ own trace, checked step by step against that reference
   number. A trace with no wrong step comes back unchanged.
 - `repair_step`: the reference line that computes the next quantity the
   student's prefix has not computed yet.
-- `locate_first_error`: the step checker.
+- `locate_error`: the step checker.
 """
 
 from __future__ import annotations
 
 from stylealign.grading import grade
-from stylealign.lab.checker import answer_of, computed_values, first_error_in_steps, replace_answer
-from stylealign.oracle_style import FINAL_LINE, oracle_style, solution_lines
+from stylealign.lab.checker import answer_of, computed_values, first_wrong_step, replace_answer
+from stylealign.oracles.house_style import FINAL_LINE, oracle_style, solution_lines
 from stylealign.records import Problem
 from stylealign.steps import step_separator, trace_steps
 
@@ -62,12 +62,13 @@ class ReferenceOracle:
     def refine(self, problem: Problem, text: str) -> str:
         return oracle_style(text, problem.answer) if grade(text, problem.answer) else self.solve(problem)
 
-    def locate_first_error(self, problem: Problem, text: str) -> int:
-        return first_error_in_steps(problem, trace_steps(text))
+    def locate_error(self, problem: Problem, text: str) -> int:
+        return first_wrong_step(problem, trace_steps(text))
 
-    def refine_style_aligned(self, problem: Problem, text: str) -> str:
+    def refine_style_aligned(self, problem: Problem, text: str, seed: int | None = None) -> str:
+        """Deterministic: `seed` is accepted for the `Oracle` protocol and not used."""
         steps = trace_steps(text)
-        first = first_error_in_steps(problem, steps)
+        first = first_wrong_step(problem, steps)
         if first < 0:
             return text
         sep = step_separator(steps, "\n")
@@ -78,11 +79,11 @@ class ReferenceOracle:
         own_closing = next((s for s in reversed(steps) if answer_of(s)), None)
         for closing in (self._closing(problem, own_closing), self._closing(problem, None)):
             refined = kept + sep.join([*rest, closing])
-            if first_error_in_steps(problem, trace_steps(refined)) < 0:
+            if first_wrong_step(problem, trace_steps(refined)) < 0:
                 return refined
         return refined
 
-    def repair_step(self, problem: Problem, prefix: str, wrong_step: str) -> str:
+    def repair_step(self, problem: Problem, prefix: str, wrong_step: str, seed: int | None = None) -> str:
         if answer_of(wrong_step):
             return self._closing(problem, wrong_step)
         rest = self._pending(problem, prefix)

@@ -1,0 +1,81 @@
+"""What every stage gets: the config, the run store, shared engines, the problem selection and a console."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+from stylealign.config import PAPER_STREAMS, DatasetConfig, EngineConfig, ExperimentConfig
+from stylealign.engines import Engine, load_engine
+from stylealign.prompts import PromptTemplate, load_template
+from stylealign.records import Problem, content_id
+from stylealign.store import RunStore
+
+
+@dataclass
+class RunContext:
+    """What every stage gets: the config, the run store, engines (built lazily, shared) and a console."""
+
+    config: ExperimentConfig
+    store: RunStore
+    console: Console = field(default_factory=Console)
+    limit: int | None = None
+    streams: tuple[str, ...] = PAPER_STREAMS
+    allow_failures: bool = False
+    _engines: dict[str, Engine] = field(default_factory=dict)
+
+    def engine(self, config: EngineConfig) -> Engine:
+        key = config.model_dump_json()
+        if key not in self._engines:
+            self._engines[key] = load_engine(config)
+        return self._engines[key]
+
+    def student(self) -> Engine:
+        return self.engine(self.config.student.engine)
+
+    def oracle(self) -> Engine:
+        if self.config.oracle is None:
+            raise ValueError("this experiment needs an oracle: add an `oracle:` section to the config")
+        return self.engine(self.config.oracle.engine)
+
+    def template(self, name: str, system: str | None = None) -> PromptTemplate:
+        return load_template(name, self.config.prompts_dir, system=system)
+
+    def student_template(self) -> PromptTemplate:
+        return self.template(self.config.student.template, self.config.student.system)
+
+    def problems_configs(self) -> list[DatasetConfig]:
+        """The config's problem sources, each cut to `--limit` when one is given."""
+        if self.limit is None:
+            return list(self.config.problems)
+        return [cfg.model_copy(update={"limit": min(cfg.limit or self.limit, self.limit)}) for cfg in self.config.problems]
+
+    def problems(self) -> list[Problem]:
+        """The problems this run's config (and --limit) selects, even when the run directory holds more."""
+        selection = _selection_path(self.problems_configs())
+        if not (self.store.root / selection).exists():
+            raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
+        wanted = self.store.read_json(selection)
+        by_id = {p.id: p for p in self.store.stage("problems").records(Problem)}
+        return [by_id[i] for i in wanted]
+
+    def set_problems(self, problems: list[Problem]) -> None:
+        """Make `problems` this config's problem set: how `load` stores them, and how Python callers bring their own."""
+        configs = self.problems_configs()
+        self.store.write_json(_selection_path(configs), [p.id for p in problems])
+        self.store.stage("problems").commit(problems, [selection_key(configs)])
+
+    def release_engines(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+
+def selection_key(configs: list[DatasetConfig]) -> str:
+    return json.dumps([cfg.model_dump(mode="json") for cfg in configs], sort_keys=True)
+
+
+def _selection_path(configs: list[DatasetConfig]) -> str:
+    return f"problems/selection-{content_id(selection_key(configs))}.json"

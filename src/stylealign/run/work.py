@@ -1,0 +1,99 @@
+"""Keyed work in committed batches: skip what is done, commit each batch atomically, show progress.
+
+Every stage that calls a model works this way: it plans `WorkItem`s whose
+keys hash everything that decides their output (`engine_id`, `template_id`,
+sampling, seed, problem), and `run_batches` builds the ones not done yet.
+
+A kill loses at most the batch in flight. Failure records go to a sibling
+stage `failures_<stage>` so they never mix with the stage's kept records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from stylealign.config import EngineConfig
+from stylealign.engines.base import Completion, Engine, Request, SamplingParams
+from stylealign.grading import grade_many
+from stylealign.progress import stage_bar
+from stylealign.prompts import PromptTemplate
+from stylealign.records import Problem, Trace, content_id
+from stylealign.store import RunStore
+
+DEFAULT_BATCH = 32
+RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env", "address"}
+
+
+def template_id(template: PromptTemplate) -> str:
+    return content_id(template.name, template.system, template.user)
+
+
+def engine_id(cfg: EngineConfig | None) -> dict[str, Any] | None:
+    """What in an engine config decides its outputs: throughput settings may change without redoing work."""
+    return None if cfg is None else cfg.model_dump(mode="json", exclude=RUNTIME_ONLY)
+
+
+@dataclass
+class WorkItem:
+    """One unit of keyed work: a problem, and the trace it works on (refines, scores) when there is one."""
+
+    key: str
+    problem: Problem
+    parent: Trace | None = None
+
+
+@dataclass
+class BatchResult:
+    traces: list[Trace] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failures: list[Trace] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def keep(self, item: WorkItem, trace: Trace) -> None:
+        """Keep `trace` as output of `item`; the work key ties it to the config that made it."""
+        trace.metrics["work_key"] = item.key
+        self.traces.append(trace)
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + n
+
+
+def run_batches(
+    store: RunStore,
+    stage_name: str,
+    items: Sequence[WorkItem],
+    build: Callable[[list[WorkItem]], BatchResult],
+    console: Console,
+    batch_size: int = DEFAULT_BATCH,
+) -> dict[str, Any]:
+    """Build the not-yet-done `items` batch by batch into `stage_name`; return counts for the summary."""
+    stage = store.stage(stage_name)
+    done = stage.done_keys()
+    pending = [item for item in items if item.key not in done]
+    counts: Counter[str] = Counter(skipped=len(items) - len(pending))
+    with stage_bar(console, stage_name, len(pending)) as advance:
+        for start in range(0, len(pending), batch_size):
+            batch = list(pending[start : start + batch_size])
+            result = build(batch)
+            if result.failures:
+                store.stage(f"failures_{stage_name}").commit(result.failures, [])
+            stage.commit(result.traces, result.done)
+            counts.update(result.counts)
+            counts["new"] += len(result.traces)
+            counts["left_undone"] += len(batch) - len(set(result.done))
+            advance(len(batch))
+    return {k: v for k, v in counts.items() if v}
+
+
+def sample_and_grade(
+    engine: Engine, requests: Sequence[Request], answers: Sequence[str], k: int, sampling: SamplingParams
+) -> list[list[tuple[Completion, bool]]]:
+    """`k` completions per request, each with its verdict against that request's answer (graded in one batch)."""
+    groups = engine.generate(requests, k, sampling)
+    verdicts = iter(grade_many([c.text for g in groups for c in g], [a for a, g in zip(answers, groups, strict=True) for _ in g]))
+    return [[(c, next(verdicts)) for c in g] for g in groups]
