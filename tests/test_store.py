@@ -141,3 +141,16 @@ def test_sigkill_halfway_then_rerun_loses_and_duplicates_nothing(tmp_path):
         i = record.metrics["i"]
         assert record.id == f"t{i}" and record.text == f"trace {i} " + "x" * 20000  # nothing half-written
     assert not list(stage.dir.glob(".*"))
+
+
+def test_iter_records_streams_what_records_lists(tmp_path):
+    stage = RunStore(tmp_path).stage("samples")
+    stage.commit([_trace(0), _trace(1)], ["k0"])
+    stage.commit([], ["k1"])
+    stage.commit([_trace(1), _trace(2), _trace(3)], ["k2"])
+    stream = stage.iter_records(Trace)
+    assert next(stream) == _trace(0)  # a generator: records come before the later shards are read
+    assert [_trace(0), *stream] == stage.records(Trace) == [_trace(i) for i in range(4)]
+    with pytest.raises(TypeError, match="holds Trace records"):
+        list(stage.iter_records(Problem))
+

@@ -47,7 +47,7 @@ def _items(ctx: RunContext) -> list[WorkItem]:
 def current_samples(ctx: RunContext) -> list[Trace]:
     """The samples the current config asks for (a run dir may also hold samples of earlier configs)."""
     ids = {content_id(item.key, j) for item in _items(ctx) for j in range(ctx.config.sampling.k)}
-    return [t for t in ctx.store.stage(STAGE).records(Trace) if t.id in ids]
+    return [t for t in ctx.store.stage(STAGE).iter_records(Trace) if t.id in ids]
 
 
 def sample_stage(ctx: RunContext) -> dict[str, Any]:
