@@ -22,7 +22,7 @@ from rich.table import Table
 
 from stylealign.metrics.adaptation import adaptation_cost, top_loss_tokens
 from stylealign.metrics.aggregate import summarize
-from stylealign.metrics.drift import drift_stats, normalized_edit_distance, tokenizer_for
+from stylealign.metrics.drift import normalized_edit_distance, profile_drift, text_profile, tokenizer_for
 from stylealign.metrics.reward import make_scorer
 from stylealign.pipeline import RunContext
 from stylealign.records import Trace, content_id
@@ -63,7 +63,7 @@ def _drop_shadowing(ctx: RunContext, name: str, items: list[WorkItem]) -> None:
     shadow its re-scored copy: such a stage is cleared and scored afresh."""
     stage = ctx.store.stage(f"scored_{name}")
     current = {item.parent.id: item.key for item in items}
-    if any(t.id in current and t.metrics.get("score_key") != current[t.id] for t in stage.records(Trace)):
+    if any(t.id in current and t.metrics.get("score_key") != current[t.id] for t in stage.iter_records(Trace)):
         stage.clear()
 
 
@@ -120,7 +120,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
             result.traces.append(dataclasses.replace(trace, metrics=metrics))
         return result
 
-    tokenize, tokenizer_name = None, None
+    tokenize, tokenizer_name, samples_profile = None, None, None
     rows = []
     for name, traces in streams.items():
         items = [WorkItem(work_key("scored", trace=content_id(t.id, t.text), **parts), problems[t.problem_id], t)
@@ -128,17 +128,18 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         _drop_shadowing(ctx, name, items)
         run_batches(ctx.store, f"scored_{name}", items, lambda batch, n=name: build(batch, n), ctx.console, SCORE_BATCH)
         ids = {t.id for t in traces}
-        scored = [t for t in ctx.store.stage(f"scored_{name}").records(Trace) if t.id in ids]
+        scored = [t for t in ctx.store.stage(f"scored_{name}").iter_records(Trace) if t.id in ids]
         if tokenize is None:
             tokenize, tokenizer_name = tokenizer_for(ctx.student())
+            samples_profile = text_profile((t.text for t in samples), tokenize)
         row = {"stream": name, **summarize(scored, list(problems))}
-        row.update(drift_stats([t.text for t in scored], [t.text for t in samples], tokenize))
+        row.update(profile_drift(text_profile((t.text for t in scored), tokenize), samples_profile))
         if not stream_spec(name).edits:
             row["edit_distance"] = None
         row["top_loss_tokens"] = top_loss_tokens([t.metrics.get("loss_by_token", {}) for t in scored])
         row["reward_model"] = scored[0].metrics.get("reward_model") if scored else None
         row["drift_tokenizer"] = tokenizer_name
-        row["oracle_failures"] = len(ctx.store.stage(f"failures_stream_{name}").records(Trace))
+        row["oracle_failures"] = sum(1 for _ in ctx.store.stage(f"failures_stream_{name}").iter_records(Trace))
         row.update(vocabulary_guards(ctx, [t.text for t in scored], row.get("ppl")))
         if name == "sar":
             accepted = [t for t in scored if t.metrics.get("sar_outcome") == "accepted"]
