@@ -31,7 +31,7 @@ from stylealign.streams.batches import run_batches
 from stylealign.streams.context import BatchResult, WorkItem, engine_id, template_id
 from stylealign.streams.listing import stream_traces
 from stylealign.streams.registry import stream_spec
-from stylealign.streams.sample import current_samples
+from stylealign.streams.sample import iter_current_samples
 
 SCORE_BATCH = 32
 
@@ -91,9 +91,9 @@ def vocabulary_guards(ctx: RunContext, texts: list[str], ppl: float | None) -> d
 
 def score_stage(ctx: RunContext) -> dict[str, Any]:
     problems = {p.id: p for p in ctx.problems()}
-    samples = current_samples(ctx)
-    parents = {t.id: t.text for t in samples}
     streams = {name: stream_traces(ctx.store, name) for name in ctx.streams}
+    edits_samples = any(stream_spec(name).edits == "sample" for name in streams)
+    parents = {t.id: t.text for t in iter_current_samples(ctx)} if edits_samples else {}
     for parent in {stream_spec(name).edits for name in streams} - {None, "sample"}:
         for trace in streams.get(parent) or stream_traces(ctx.store, parent):
             parents[trace.id] = trace.text
@@ -131,7 +131,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         scored = [t for t in ctx.store.stage(f"scored_{name}").iter_records(Trace) if t.id in ids]
         if tokenize is None:
             tokenize, tokenizer_name = tokenizer_for(ctx.student())
-            samples_profile = text_profile((t.text for t in samples), tokenize)
+            samples_profile = text_profile((t.text for t in iter_current_samples(ctx)), tokenize)
         row = {"stream": name, **summarize(scored, list(problems))}
         row.update(profile_drift(text_profile((t.text for t in scored), tokenize), samples_profile))
         if not stream_spec(name).edits:
