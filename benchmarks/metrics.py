@@ -4,7 +4,7 @@
 
 A pair is a lab reference solution (or, for the long set, 4,000 characters of concatenated solutions) and
 the same text with ~5% of its characters substituted, deleted or inserted: the shape of a refinement
-measured against its parent (`metrics.score` does this for oracle_refine, sar and sar_repair).
+measured against its parent (`stages/score.py` does this for oracle_refine, sar and sar_repair).
 
 Measured 2026-11-28 on the shared 2-core machine (nice 10, load ~4.7), same mean distances both ways:
 the former numpy row-at-a-time Levenshtein did 188 lab-length pairs/s and 2.3 4,000-char pairs/s

@@ -141,3 +141,62 @@ def test_sigkill_halfway_then_rerun_loses_and_duplicates_nothing(tmp_path):
         i = record.metrics["i"]
         assert record.id == f"t{i}" and record.text == f"trace {i} " + "x" * 20000  # nothing half-written
     assert not list(stage.dir.glob(".*"))
+
+
+def test_iter_records_streams_what_records_lists(tmp_path):
+    stage = RunStore(tmp_path).stage("samples")
+    stage.commit([_trace(0), _trace(1)], ["k0"])
+    stage.commit([], ["k1"])
+    stage.commit([_trace(1), _trace(2), _trace(3)], ["k2"])
+    stream = stage.iter_records(Trace)
+    assert next(stream) == _trace(0)  # a generator: records come before the later shards are read
+    assert [_trace(0), *stream] == stage.records(Trace) == [_trace(i) for i in range(4)]
+    with pytest.raises(TypeError, match="holds Trace records"):
+        list(stage.iter_records(Problem))
+
+
+def _items(n: int):
+    from stylealign.streams.context import WorkItem
+
+    return [WorkItem(work_key("t", i=i), Problem(id=f"p{i}", question=f"q{i}", answer="1")) for i in range(n)]
+
+
+def _run(store, items, *, fail_at: int | None = None, batch_size: int = 2):
+    import io
+
+    from rich.console import Console
+
+    from stylealign.run.work import BatchResult, run_batches
+
+    def build(batch):
+        if fail_at is not None and any(item.problem.id == f"p{fail_at}" for item in batch):
+            raise RuntimeError("engine died")
+        result = BatchResult(done=[item.key for item in batch])
+        for item in batch:
+            result.keep(item, _trace(int(item.problem.id[1:])))
+        return result
+
+    return run_batches(store, "samples", items, build, Console(file=io.StringIO()), batch_size=batch_size)
+
+
+def test_run_batches_gathers_batches_into_shards_of_the_configured_size(tmp_path, monkeypatch):
+    from stylealign.streams import batches
+
+    monkeypatch.setattr(batches, "SHARD_RECORDS", 5)
+    store = RunStore(tmp_path)
+    assert _run(store, _items(13)) == {"new": 13}
+    sizes = [pq.read_metadata(s).num_rows for s in sorted(store.stage("samples").dir.glob("shard-*.parquet"))]
+    assert sizes == [6, 6, 1]  # batches of 2 until at least 5 records, then the rest
+    assert [t.id for t in store.stage("samples").records(Trace)] == [f"t{i}" for i in range(13)]
+
+
+def test_run_batches_commits_finished_batches_before_an_error_propagates(tmp_path, monkeypatch):
+    from stylealign.streams import batches
+
+    monkeypatch.setattr(batches, "SHARD_RECORDS", 100)
+    store = RunStore(tmp_path)
+    with pytest.raises(RuntimeError, match="engine died"):
+        _run(store, _items(10), fail_at=7)
+    stage = store.stage("samples")
+    assert len(stage.done_keys()) == 6 and len(list(stage.dir.glob("shard-*.parquet"))) == 1
+    assert _run(store, _items(10)) == {"new": 4, "skipped": 6}  # the rerun does only the rest

@@ -254,3 +254,24 @@ def test_cleaning_drops_an_unterminated_tail_only_when_truncated():
     cleaned = clean_text(text, truncated=True)
     assert cleaned.text == "Tom has 3 + 4 = 7 apples.\n\nThe answer is 7." and cleaned.actions == ["unterminated"]
     assert cleaned.removed_chars == len(text) - len(cleaned.text)
+
+
+def test_exemplars_are_drawn_as_from_the_list_of_other_problems_traces():
+    import random
+    from types import SimpleNamespace
+
+    from stylealign.records import Problem, content_id
+    from stylealign.streams.context import StreamContext
+
+    draw = random.Random(1)
+    for seed in range(100):
+        pool = [Trace(id=f"t{i}", problem_id=f"p{draw.randint(0, 5)}", text=f"text {i}", stream="rft")
+                for i in range(draw.randint(0, 20))]
+        exemplars = draw.randint(0, 5)
+        config = SimpleNamespace(seed=seed, streams=SimpleNamespace(sar=SimpleNamespace(exemplars=exemplars)))
+        sc = StreamContext(run=SimpleNamespace(config=config), problems=[], samples={})
+        for j in range(7):
+            problem = Problem(id=f"p{j}", question="q", answer="1")
+            others = [t for t in pool if t.problem_id != problem.id]
+            expected = random.Random(content_id(seed, problem.id)).sample(others, min(exemplars, len(others)))
+            assert sc.exemplars(pool, problem) == [t.text for t in expected]

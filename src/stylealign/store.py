@@ -22,7 +22,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +100,12 @@ class Stage:
         shard = self.dir / f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         _write_then_rename(shard, _fsynced_parquet(table))
 
-    def records(self, cls: type[Record]) -> list[Record]:
-        """All records in commit order, first copy of each id kept."""
+    def iter_records(self, cls: type[Record]) -> Iterator[Record]:
+        """All records in commit order, first copy of each id kept, one shard in memory at a time.
+
+        Callers that keep only some records (the current config's) filter here instead of holding the stage.
+        """
         seen: set[str] = set()
-        out: list[Record] = []
         for shard in self._shards():
             table = pq.read_table(shard)
             if table.num_rows == 0:
@@ -114,8 +116,11 @@ class Stage:
             for record in from_table(table, cls):
                 if record.id not in seen:
                     seen.add(record.id)
-                    out.append(record)
-        return out
+                    yield record
+
+    def records(self, cls: type[Record]) -> list[Record]:
+        """All records in commit order, first copy of each id kept."""
+        return list(self.iter_records(cls))
 
     def clear(self) -> None:
         for shard in self._shards():

@@ -13,6 +13,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz.distance import Levenshtein
@@ -73,17 +74,42 @@ def normalized_edit_distance(a: str, b: str) -> float:
     return Levenshtein.normalized_distance(a, b)
 
 
+@dataclass(frozen=True)
+class TextProfile:
+    """What drift compares about a set of texts, from one tokenization pass: the student's samples are
+    profiled once per score stage and compared with every stream."""
+
+    unigrams: Counter
+    bigrams: Counter
+    mean_length: float
+    mean_steps: float
+    count: int
+
+
+def text_profile(texts: Iterable[str], tokenize: Tokenize) -> TextProfile:
+    unigrams: Counter = Counter()
+    bigrams: Counter = Counter()
+    count = length = steps = 0
+    for text in texts:
+        tokens = tokenize(text)
+        unigrams.update(tokens)
+        bigrams.update(zip(tokens, tokens[1:], strict=False))
+        count += 1
+        length += len(text)
+        steps += len(split_steps(text))
+    return TextProfile(unigrams, bigrams, length / count if count else 0.0, steps / count if count else 0.0, count)
+
+
+def profile_drift(profile: TextProfile, reference: TextProfile) -> dict[str, Any]:
+    """JS drift (unigram, bigram) and length / step-count ratios of one profiled text set against another."""
+    return {
+        "js_drift": js_divergence(profile.unigrams, reference.unigrams),
+        "js_drift_bigram": js_divergence(profile.bigrams, reference.bigrams),
+        "length_ratio": profile.mean_length / reference.mean_length if profile.count and reference.mean_length else None,
+        "step_ratio": profile.mean_steps / reference.mean_steps if profile.count and reference.mean_steps else None,
+    }
+
+
 def drift_stats(texts: Sequence[str], reference: Sequence[str], tokenize: Tokenize) -> dict[str, Any]:
     """JS drift (unigram, bigram) and length / step-count ratios of `texts` against `reference`."""
-
-    def mean(values: list[int]) -> float:
-        return sum(values) / len(values) if values else 0.0
-
-    ref_len = mean([len(t) for t in reference])
-    ref_steps = mean([len(split_steps(t)) for t in reference])
-    return {
-        "js_drift": js_divergence(ngram_counts(texts, tokenize, 1), ngram_counts(reference, tokenize, 1)),
-        "js_drift_bigram": js_divergence(ngram_counts(texts, tokenize, 2), ngram_counts(reference, tokenize, 2)),
-        "length_ratio": mean([len(t) for t in texts]) / ref_len if texts and ref_len else None,
-        "step_ratio": mean([len(split_steps(t)) for t in texts]) / ref_steps if texts and ref_steps else None,
-    }
+    return profile_drift(text_profile(texts, tokenize), text_profile(reference, tokenize))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from stylealign.engines.base import SamplingParams
@@ -32,10 +33,14 @@ def _items(ctx: RunContext) -> list[WorkItem]:
     ]
 
 
-def current_samples(ctx: RunContext) -> list[Trace]:
-    """The samples the current config asks for (a run dir may also hold samples of earlier configs)."""
+def iter_current_samples(ctx: RunContext) -> Iterator[Trace]:
+    """The samples the current config asks for (a run dir may also hold samples of earlier configs), streamed."""
     ids = {content_id(item.key, j) for item in _items(ctx) for j in range(ctx.config.sampling.k)}
-    return [t for t in ctx.store.stage(STAGE).records(Trace) if t.id in ids]
+    return (t for t in ctx.store.stage(STAGE).iter_records(Trace) if t.id in ids)
+
+
+def current_samples(ctx: RunContext) -> list[Trace]:
+    return list(iter_current_samples(ctx))
 
 
 def sample_stage(ctx: RunContext) -> dict[str, Any]:
@@ -60,11 +65,16 @@ def sample_stage(ctx: RunContext) -> dict[str, Any]:
         return BatchResult(traces=traces, done=[i.key for i in batch])
 
     counts = run_batches(ctx.store, STAGE, items, build, ctx.console, batch_size=16)
-    current = current_samples(ctx)
-    solved = {t.problem_id for t in current if t.correct}
+    samples = correct = 0
+    solved: set[str] = set()
+    for t in iter_current_samples(ctx):  # counted as they stream: 800K samples need not sit in memory for a summary
+        samples += 1
+        if t.correct:
+            correct += 1
+            solved.add(t.problem_id)
     return {
-        "samples": len(current),
-        "accuracy": round(sum(bool(t.correct) for t in current) / len(current), 4) if current else 0.0,
+        "samples": samples,
+        "accuracy": round(correct / samples, 4) if samples else 0.0,
         "solved": len(solved),
         "new": counts.get("new", 0),
     }

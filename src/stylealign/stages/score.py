@@ -22,12 +22,12 @@ from rich.table import Table
 
 from stylealign.metrics.adaptation import adaptation_cost, top_loss_tokens
 from stylealign.metrics.aggregate import stream_summary
-from stylealign.metrics.drift import drift_stats, normalized_edit_distance, tokenizer_for
+from stylealign.metrics.drift import normalized_edit_distance, profile_drift, text_profile, tokenizer_for
 from stylealign.metrics.reward import make_scorer
 from stylealign.records import Trace, content_id
 from stylealign.run.context import RunContext
 from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, template_id
-from stylealign.stages.sample import current_samples
+from stylealign.stages.sample import iter_current_samples
 from stylealign.store import work_key
 from stylealign.streams.listing import stream_traces
 from stylealign.streams.registry import stream_spec
@@ -62,7 +62,7 @@ def _drop_shadowing(ctx: RunContext, name: str, items: list[WorkItem]) -> None:
     shadow its re-scored copy: such a stage is cleared and scored afresh."""
     stage = ctx.store.stage(f"scored_{name}")
     current = {item.parent.id: item.key for item in items}
-    if any(t.id in current and t.metrics.get("score_key") != current[t.id] for t in stage.records(Trace)):
+    if any(t.id in current and t.metrics.get("score_key") != current[t.id] for t in stage.iter_records(Trace)):
         stage.clear()
 
 
@@ -90,9 +90,9 @@ def vocabulary_guards(ctx: RunContext, texts: list[str], ppl: float | None) -> d
 
 def score_stage(ctx: RunContext) -> dict[str, Any]:
     problems = {p.id: p for p in ctx.problems()}
-    samples = current_samples(ctx)
-    parents = {t.id: t.text for t in samples}
     streams = {name: stream_traces(ctx.store, name) for name in ctx.streams}
+    edits_samples = any(stream_spec(name).edits == "sample" for name in streams)
+    parents = {t.id: t.text for t in iter_current_samples(ctx)} if edits_samples else {}
     for parent in {stream_spec(name).edits for name in streams} - {None, "sample"}:
         for trace in streams.get(parent) or stream_traces(ctx.store, parent):
             parents[trace.id] = trace.text
@@ -119,7 +119,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
             result.traces.append(dataclasses.replace(trace, metrics=metrics))
         return result
 
-    tokenize, tokenizer_name = None, None
+    tokenize, tokenizer_name, samples_profile = None, None, None
     rows = []
     for name, traces in streams.items():
         items = [WorkItem(work_key("scored", trace=content_id(t.id, t.text), **parts), problems[t.problem_id], t)
@@ -127,17 +127,18 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         _drop_shadowing(ctx, name, items)
         run_batches(ctx.store, f"scored_{name}", items, lambda batch, n=name: build(batch, n), ctx.console, SCORE_BATCH)
         ids = {t.id for t in traces}
-        scored = [t for t in ctx.store.stage(f"scored_{name}").records(Trace) if t.id in ids]
+        scored = [t for t in ctx.store.stage(f"scored_{name}").iter_records(Trace) if t.id in ids]
         if tokenize is None:
             tokenize, tokenizer_name = tokenizer_for(ctx.student())
+            samples_profile = text_profile((t.text for t in iter_current_samples(ctx)), tokenize)
         row = {"stream": name, **stream_summary(scored, list(problems))}
-        row.update(drift_stats([t.text for t in scored], [t.text for t in samples], tokenize))
+        row.update(profile_drift(text_profile((t.text for t in scored), tokenize), samples_profile))
         if not stream_spec(name).edits:
             row["edit_distance"] = None
         row["top_loss_tokens"] = top_loss_tokens([t.metrics.get("loss_by_token", {}) for t in scored])
         row["reward_model"] = scored[0].metrics.get("reward_model") if scored else None
         row["drift_tokenizer"] = tokenizer_name
-        row["oracle_failures"] = len(ctx.store.stage(f"failures_stream_{name}").records(Trace))
+        row["oracle_failures"] = sum(1 for _ in ctx.store.stage(f"failures_stream_{name}").iter_records(Trace))
         row.update(vocabulary_guards(ctx, [t.text for t in scored], row.get("ppl")))
         if name == "sar":
             accepted = [t for t in scored if t.metrics.get("sar_outcome") == "accepted"]

@@ -39,7 +39,7 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
         counts = run_batches(ctx.store, f"stream_{name}", items, lambda batch, spec=spec: spec.build(sc, batch, built),
                              ctx.console, batch_size=spec.batch_size)
         keys = {item.key for item in items}
-        current = [t for t in ctx.store.stage(f"stream_{name}").records(Trace) if t.metrics.get("work_key") in keys]
+        current = [t for t in ctx.store.stage(f"stream_{name}").iter_records(Trace) if t.metrics.get("work_key") in keys]
         write_listing(ctx.store, name, current)
         built[name] = current
         covered = len({t.problem_id for t in current})

@@ -31,6 +31,7 @@ class StreamContext:
     samples: dict[str, list[Trace]]
     breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(BREAKER_THRESHOLD))
     """Shared by every stream of one `streams` run: once the oracle failed that many sends in a row, stop asking."""
+    _pool_positions: tuple[Sequence[Trace], dict[str, list[int]]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_run(cls, run: RunContext, samples: Sequence[Trace]) -> StreamContext:
@@ -50,6 +51,15 @@ class StreamContext:
 
     def oracle(self) -> Engine:
         return self.run.oracle()
+
+    @cached_property
+    def problem_by_id(self) -> dict[str, Problem]:
+        """Built once per run: builders look problems up per batch, and rebuilding it there is quadratic."""
+        return {p.id: p for p in self.problems}
+
+    @cached_property
+    def sample_by_id(self) -> dict[str, Trace]:
+        return {s.id: s for samples in self.samples.values() for s in samples}
 
     @cached_property
     def student_template(self) -> PromptTemplate:
@@ -118,8 +128,29 @@ class StreamContext:
         return answers
 
     def exemplars(self, pool: Sequence[Trace], problem: Problem) -> list[str]:
-        """`streams.sar.exemplars` of the student's correct traces on *other* problems, chosen reproducibly."""
-        others = [t for t in pool if t.problem_id != problem.id]
-        n = min(self.config.streams.sar.exemplars, len(others))
+        """`streams.sar.exemplars` of the student's correct traces on *other* problems, chosen reproducibly.
+
+        Drawn as `rng.sample(others, n)` would draw them from the pool without the problem's own traces,
+        without building that list per problem (quadratic in the pool): positions in it are mapped back
+        past the problem's own positions, which `_positions` indexes once per pool.
+        """
+        own = self._positions(pool).get(problem.id, [])
+        n = min(self.config.streams.sar.exemplars, len(pool) - len(own))
         rng = random.Random(content_id(self.config.seed, problem.id))
-        return [t.text for t in rng.sample(others, n)]
+        picked = []
+        for index in rng.sample(range(len(pool) - len(own)), n):
+            for position in own:
+                if position > index:
+                    break
+                index += 1
+            picked.append(pool[index].text)
+        return picked
+
+    def _positions(self, pool: Sequence[Trace]) -> dict[str, list[int]]:
+        """Each problem's positions in `pool`, ascending; kept for the last pool asked about (one per stream)."""
+        if self._pool_positions is None or self._pool_positions[0] is not pool:
+            positions: dict[str, list[int]] = defaultdict(list)
+            for i, trace in enumerate(pool):
+                positions[trace.problem_id].append(i)
+            self._pool_positions = (pool, dict(positions))
+        return self._pool_positions[1]

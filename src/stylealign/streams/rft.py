@@ -64,12 +64,10 @@ def _candidates(sc: StreamContext, problem_id: str) -> list[Trace]:
 def _undo_breaking_cleaning(sc: StreamContext, traces: list[Trace]) -> None:
     """Restore the original text of any trace whose cleaning changed its graded answer."""
     cleaned = [t for t in traces if t.metrics["cleaning"]]
-    problems = {p.id: p for p in sc.problems}
-    verdicts = grade_many([t.text for t in cleaned], [problems[t.problem_id].answer for t in cleaned])
-    originals = {s.id: s for samples in sc.samples.values() for s in samples}
+    verdicts = grade_many([t.text for t in cleaned], [sc.problem_by_id[t.problem_id].answer for t in cleaned])
     for trace, ok in zip(cleaned, verdicts, strict=True):
         if not ok:
-            trace.text = originals[trace.parent_id].text
+            trace.text = sc.sample_by_id[trace.parent_id].text
             trace.id = content_id(NAME, trace.parent_id, trace.text)
             trace.metrics.update(cleaning=[], cleaning_reverted=True)
             trace.metrics.pop("cleaned_chars", None)
@@ -105,8 +103,8 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     per_item = correct_samples(sc, [item.problem.id for item in items])
     flat = [t for candidates in per_item for t in candidates]
     if sc.config.streams.rft.selection == "lowest_cost":
-        problems = {p.id: p for p in sc.problems}
-        costs = adaptation_cost(sc.student(), [sc.student_request(problems[t.problem_id]) for t in flat], [t.text for t in flat])
+        costs = adaptation_cost(sc.student(), [sc.student_request(sc.problem_by_id[t.problem_id]) for t in flat],
+                                [t.text for t in flat])
         for trace, cost in zip(flat, costs, strict=True):
             trace.metrics.update(nll=cost["nll"], ppl=cost["ppl"])
     for item, candidates in zip(items, per_item, strict=True):
