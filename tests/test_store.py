@@ -156,7 +156,7 @@ def test_iter_records_streams_what_records_lists(tmp_path):
 
 
 def _items(n: int):
-    from stylealign.streams.context import WorkItem
+    from stylealign.run.work import WorkItem
 
     return [WorkItem(work_key("t", i=i), Problem(id=f"p{i}", question=f"q{i}", answer="1")) for i in range(n)]
 
@@ -180,7 +180,7 @@ def _run(store, items, *, fail_at: int | None = None, batch_size: int = 2):
 
 
 def test_run_batches_gathers_batches_into_shards_of_the_configured_size(tmp_path, monkeypatch):
-    from stylealign.streams import batches
+    from stylealign.run import work as batches
 
     monkeypatch.setattr(batches, "SHARD_RECORDS", 5)
     store = RunStore(tmp_path)
@@ -191,7 +191,7 @@ def test_run_batches_gathers_batches_into_shards_of_the_configured_size(tmp_path
 
 
 def test_run_batches_commits_finished_batches_before_an_error_propagates(tmp_path, monkeypatch):
-    from stylealign.streams import batches
+    from stylealign.run import work as batches
 
     monkeypatch.setattr(batches, "SHARD_RECORDS", 100)
     store = RunStore(tmp_path)

@@ -36,7 +36,8 @@ from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace, content_id
 from stylealign.store import Stage, work_key
 
-CHUNK = 16
+CHUNK = 32
+"""Test problems per engine call and per committed chunk (x k samples: 128 rows at the demo's k=4)."""
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
