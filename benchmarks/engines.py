@@ -85,8 +85,19 @@ def measure(rounds: int, runs: dict[str, Callable[[], int]]) -> dict[str, float]
             tokens = run()
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            best[name] = max(best[name], tokens / (time.perf_counter() - start))
+            seconds = time.perf_counter() - start
+            print(f"  {name}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:,.0f} tokens/s", flush=True)
+            best[name] = max(best[name], tokens / seconds)
     return best
+
+
+def tokens_until_eos(rows: list[list[int]], eos_ids: list[int]) -> int:
+    """Generated tokens counted as the engine counts them: up to and including the first EOS."""
+    count = 0
+    for row in rows:
+        ends = [k for k, t in enumerate(row) if t in eos_ids]
+        count += ends[0] + 1 if ends else len(row)
+    return count
 
 
 def raw_generate(engine: HFEngine, prompts: list[str], batch_size: int, max_tokens: int) -> int:
@@ -105,9 +116,7 @@ def raw_generate(engine: HFEngine, prompts: list[str], batch_size: int, max_toke
                 pad_token_id=engine.pad_id,
             )
         new = out[:, batch["input_ids"].shape[1] :]
-        for row in new.tolist():
-            ends = [k for k, t in enumerate(row) if t in engine.eos_ids]
-            tokens += ends[0] + 1 if ends else len(row)
+        tokens += tokens_until_eos(new.tolist(), engine.eos_ids)
         tokenizer.batch_decode(new, skip_special_tokens=True)
     return tokens
 

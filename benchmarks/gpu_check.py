@@ -18,12 +18,11 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from engines import DATA, train_tokenizer
+from engines import DATA, measure, tokens_until_eos, train_tokenizer
 
 from stylealign.config import BudgetConfig, TrainingConfig
 from stylealign.engines import Request, SamplingParams, render_prompt
@@ -77,20 +76,6 @@ def build_model(out: Path, rows: list[dict], shape: dict, device: torch.device) 
     return out
 
 
-def synchronized_seconds(start: float) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def tokens_until_eos(rows: list[list[int]], eos_ids: list[int]) -> int:
-    count = 0
-    for row in rows:
-        ends = [k for k, t in enumerate(row) if t in eos_ids]
-        count += ends[0] + 1 if ends else len(row)
-    return count
-
-
 def raw_sample(engine: HFEngine, prompts: list[str], samples: int, new_tokens: int) -> int:
     """What one writes by hand: one left-padded batch, `num_return_sequences`, plain multinomial sampling."""
     batch = engine.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(engine.device)
@@ -125,19 +110,6 @@ def raw_score(engine: HFEngine, sequences: list[list[int]], batch_size: int) -> 
     return scored
 
 
-def best_rates(runs: dict[str, Callable[[], int]], rounds: int) -> dict[str, float]:
-    """Best tokens/s of each run over alternating rounds, so a slow moment hits both sides alike."""
-    best = dict.fromkeys(runs, 0.0)
-    for _ in range(rounds):
-        for label, run in runs.items():
-            start = time.perf_counter()
-            tokens = run()
-            seconds = synchronized_seconds(start)
-            print(f"  {label}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:,.0f} tokens/s", flush=True)
-            best[label] = max(best[label], tokens / seconds)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model and small shapes: check the script on CPU")
@@ -168,10 +140,10 @@ def main() -> None:
         print("sampling (warm-up, then alternating rounds)", flush=True)
         engine_sample(engine, requests[:2], 2, 4)
         raw_sample(engine, prompts[:2], 2, 4)
-        rates = best_rates({
+        rates = measure(args.rounds, {
             "raw": lambda: raw_sample(engine, prompts, shape.samples, shape.new_tokens),
             "engine": lambda: engine_sample(engine, requests, shape.samples, shape.new_tokens),
-        }, args.rounds)
+        })
         result["sampling_tokens_per_s"] = {k: round(v, 1) for k, v in rates.items()}
         result["sampling_ratio"] = round(rates["engine"] / rates["raw"], 3)
         save()
@@ -181,10 +153,10 @@ def main() -> None:
         vocab = len(engine.tokenizer)
         sequences = torch.randint(0, vocab, (shape.score_sequences, shape.score_length), generator=generator).tolist()
         engine.batch_size = shape.score_batch
-        score_rates = best_rates({
+        score_rates = measure(args.rounds, {
             "raw": lambda: raw_score(engine, sequences, shape.score_batch),
             "engine": lambda: sum(map(len, engine.token_logprobs(sequences, [1] * len(sequences)))),
-        }, args.rounds)
+        })
         result["scoring_tokens_per_s"] = {k: round(v, 1) for k, v in score_rates.items()}
         result["scoring_ratio"] = round(score_rates["engine"] / score_rates["raw"], 3)
         save()
