@@ -212,6 +212,9 @@ def test_judge_reward_parses_scores_and_survives_garbage(tmp_path, tiny_model_di
     assert result["reward"] == 8.0 and scorer.name == "judge:judge"
     with pytest.raises(ValueError, match="boxed"):
         parse_judge_score("seven out of ten")
+    with pytest.raises(ValueError, match="off the 0-10 scale"):
+        parse_judge_score("She pays \\boxed{14} dollars, so I rate it \\boxed{14}")
+    assert parse_judge_score("\\boxed{14} dollars; rating \\boxed{9.5}") == 9.5
 
 
 def test_run_until_score_on_tiny_model_and_lab_oracle(tmp_path, tiny_model_dir):

@@ -131,14 +131,22 @@ class ClassifierReward:
 
 
 _SCORE = re.compile(r"\\boxed\{\s*(-?\d+(?:\.\d+)?)\s*\}")
+JUDGE_SCALE = (0.0, 10.0)  # the scale the `judge` template asks for
 
 
 def parse_judge_score(text: str) -> float:
-    """The last `\\boxed{number}` of a judge's answer; ValueError (a malformed answer) otherwise."""
+    """The last `\\boxed{number}` of a judge's answer, on the template's 0-10 scale; ValueError otherwise.
+
+    A score off the scale (a small judge echoing a number from the solution) is a malformed answer,
+    counted as a reward error, never averaged into the stream's reward."""
     found = _SCORE.findall(text)
     if not found:
         raise ValueError("no \\boxed{score} in the judge's answer")
-    return float(found[-1])
+    score = float(found[-1])
+    low, high = JUDGE_SCALE
+    if not low <= score <= high:
+        raise ValueError(f"judge score {found[-1]} is off the {low:g}-{high:g} scale")
+    return score
 
 
 class JudgeReward:
