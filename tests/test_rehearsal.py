@@ -81,6 +81,9 @@ def test_rehearsal_finishes_counts_every_failure_and_stops_the_server(tiny_model
     assert streams["gold"]["kept"] == 3 and streams["gold"]["oracle_failures"] == 0
     # a random-weight oracle never writes a verified answer: nothing oracle-made is kept
     assert streams["oracle_synth"]["kept"] == 0
+    # and every one of its 3 problems is accounted for: a failed request (no final answer) or a wrong answer
+    synth = streams["oracle_synth"]
+    assert synth["oracle_failures"] + synth["this_run"].get("wrong_answer", 0) == 3
     assert summary["reward"]["type"] == "judge" and summary["reward"]["reward_errors"] == summary["reward"]["scored"] > 0
     assert summary["evaluation"]["headers"][2:4] == ["aime24:test[0:1]", "olympiadbench:test[0:1]"]
     assert summary["evaluation"]["headline"].startswith("Macro Avg@1 over 2 benchmark(s)")

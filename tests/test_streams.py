@@ -167,6 +167,7 @@ def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny
     failures = ctx.store.stage("failures_stream_oracle_synth").records(Trace)
     assert len(failures) == 3 and all("EngineError" in f.metrics["error"] and f.metrics["attempts"] == 3 for f in failures)
     assert "left_undone=3" in summary["oracle_synth"]
+    assert ctx.store.read_json("streams/counts.json")["oracle_synth"]["left_undone"] == 3
     assert ctx.store.stage("failures_stream_sar").records(Trace)
 
     ctx._engines[ctx.config.oracle.engine.model_dump_json()] = OracleEngine()

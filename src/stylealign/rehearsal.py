@@ -90,13 +90,18 @@ def served_model(
 
 
 def gate_counts(store: RunStore, streams: list[str]) -> dict[str, Any]:
-    """What each stream kept, what the SAR gate decided and why, and what failed at the oracle, from the records."""
+    """What each stream kept, what the SAR gate decided and why, and what failed at the oracle, from the records;
+    `this_run` adds the counts of the streams stage's batches (e.g. `wrong_answer`: oracle answers that
+    failed verification and were dropped, which leave no record)."""
+    counts_path = store.root / "streams/counts.json"
+    run_counts = store.read_json("streams/counts.json") if counts_path.is_file() else {}
     out: dict[str, Any] = {}
     for name in streams:
         kept = store.stage(f"stream_{name}").records(Trace)
         entry: dict[str, Any] = {
             "kept": len(kept),
             "oracle_failures": len(store.stage(f"failures_stream_{name}").records(Trace)),
+            "this_run": run_counts.get(name, {}),
         }
         if name == "sar":
             entry["outcomes"] = dict(Counter(t.metrics.get("sar_outcome") for t in kept))

@@ -6,7 +6,9 @@ take the student's style exemplars from rft, sdft rewrites gold, grape selects
 among its pool and mix composes its components. A needed stream is built even
 when not selected. Each stream's current traces are listed
 for the stages after this one (`stylealign.streams.listing`), and its oracle failures are counted in
-`streams/failures.json` (the report shows them). A stream left with no traces
+`streams/failures.json` (the report shows them); what each stream's batches did in this run
+(new traces, wrong oracle answers, SAR gate outcomes, work skipped as already done) is in
+`streams/counts.json`. A stream left with no traces
 because its oracle failed stops the run with a summary (finished work is kept;
 `--allow-failures` goes on with what there is).
 """
@@ -32,12 +34,14 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
     sc = StreamContext.from_run(ctx, current_samples(ctx))
     summary: dict[str, Any] = {}
     failures: dict[str, dict[str, Any]] = {}
+    run_counts: dict[str, dict[str, int]] = {}
     built: dict[str, list[Trace]] = {}
     for name in build_order(ctx.config, ctx.streams):
         spec = stream_spec(name)
         items = spec.plan(sc, built)
         counts = run_batches(ctx.store, f"stream_{name}", items, lambda batch, spec=spec: spec.build(sc, batch, built),
                              ctx.console, batch_size=spec.batch_size)
+        run_counts[name] = counts
         keys = {item.key for item in items}
         current = [t for t in ctx.store.stage(f"stream_{name}").iter_records(Trace) if t.metrics.get("work_key") in keys]
         write_listing(ctx.store, name, current)
@@ -56,6 +60,7 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
                 "last_error": failed[-1].metrics.get("error", "") if failed else "",
             }
     ctx.store.write_json("streams/failures.json", failures)
+    ctx.store.write_json("streams/counts.json", run_counts)
     starved = {name: f for name, f in failures.items() if not f["traces"] and f["failed_requests"]}
     if starved and not ctx.allow_failures:
         detail = "; ".join(f"{name}: {f['failed_requests']} requests failed, last error: {f['last_error']}" for name, f in starved.items())
