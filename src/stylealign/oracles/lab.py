@@ -66,6 +66,36 @@ def _trailing(step: str) -> tuple[str, str]:
     return body, step[len(body) :]
 
 
+def _latex_equation(m: re.Match[str]) -> str:
+    a, op, b, value = m.group(1), m.group(3), m.group(5), m.group(8)
+    if op == "/":
+        return f"\\( \\frac{{{a}}}{{{b}}} = {value} \\)"
+    symbol = "\\times" if op == "*" else op
+    return f"\\( {a} {symbol} {b} = {value} \\)"
+
+
+def _oracle_restatement(line: str) -> str:
+    """A student line the oracle does not recompute (a result said again, a fact restated, a step out of
+    the oracle's order) in the oracle's notation: the same clause, its arithmetic and numbers in LaTeX."""
+    clause = line[3:] if line.startswith("So ") else line
+    parts = re.split(r"(\\\(.*?\\\))", _ASCII_EQUATION.sub(_latex_equation, clause))
+    return "".join(p if p.startswith("\\(") else re.sub(r"\b\d+\b", r"\\( \g<0> \\)", p) for p in parts)
+
+
+_ORACLE_LEADS = ("Since", "Because", "Given", "Adding", "At")
+
+
+def _oracle_paragraphs(lines: list[str], rng: random.Random) -> list[str]:
+    """Lines laid out the way the oracle writes (`styles.oracle_solution`): an opening sentence before
+    the first, a transition before each later one ("Next, since ..."), so a refinement uses only
+    phrasing the oracle writes and its cost measures a change of style, not words out of place."""
+    out = [f"{rng.choice(styles.ORACLE_OPENINGS)} {lines[0]}"]
+    for line in lines[1:]:
+        first, _, rest = line.partition(" ")
+        out.append(f"{rng.choice(styles.TRANSITIONS)} {first.lower() if first in _ORACLE_LEADS else first} {rest}")
+    return out
+
+
 def read_voice(text: str) -> styles.Voice:
     """The phrasing choices a student trace shows (those it does not show are left open)."""
 
@@ -115,7 +145,7 @@ class LabOracle:
         return rng.random() < self.style_leak
 
     def refine(self, problem: Problem, text: str) -> str:
-        """Oracle-Refined: the student's steps, numbers and order, corrected, in the oracle's words."""
+        """Oracle-Refined: the student's steps, numbers and order, corrected, in the oracle's words and layout."""
         graph = problem.metadata
         steps = _split(text)
         first = first_wrong_step(problem, steps)
@@ -134,13 +164,12 @@ class LabOracle:
             elif not out and not has_equation(step):
                 out.append(styles.oracle_start(graph))
             elif numbers_in(step):
-                out.append(f"Thus, {body[0].lower()}{body[1:]}" if not body.startswith("So ") else f"Thus, {body[3:]}")
+                out.append(_oracle_restatement(body))
         if not out:
             out.append(styles.oracle_start(graph))
         for node in self._pending(problem, done if first < 0 else steps[:first]):
             out.append(self._oracle_line(graph, node, "", rng))
-        out.append(styles.oracle_final(problem.answer))
-        return styles.STEP_SEP.join(out)
+        return styles.STEP_SEP.join([*_oracle_paragraphs(out, rng), styles.oracle_final(problem.answer)])
 
     def _oracle_line(self, graph: dict[str, Any], node: dict[str, Any], student_step: str, rng: random.Random) -> str:
         """One operation in the oracle's frame, keeping the student's restated fact and operand order."""
