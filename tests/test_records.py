@@ -8,6 +8,8 @@ from stylealign.records import (
     Problem,
     Trace,
     content_id,
+    dumps_field,
+    loads_field,
     read_jsonl,
     read_parquet,
     write_jsonl,
@@ -60,6 +62,22 @@ def test_round_trip_without_loss(tmp_path, kind):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_dict_fields_keep_values_orjson_cannot_write(tmp_path):
+    """orjson writes NaN and infinities as null and refuses int keys and big integers: those values
+    must come back as they went in (an infinite NLL must not turn into a missing one)."""
+    inf, nan = float("inf"), float("nan")
+    metrics = {"nll": inf, "token_nll": [0.5, inf], "nested": {"loss": {"x": -inf}}, "big": 2**70, "by_id": {3: 1.5}}
+    text = dumps_field(metrics)
+    assert "Infinity" in text and loads_field(text) == {**metrics, "by_id": {"3": 1.5}}
+    back = loads_field(dumps_field({"v": [1.0, nan]}))["v"][1]
+    assert back != back  # NaN stays NaN
+    plain = {"b": [1, 2.25], "a": None, "s": "é ✓"}
+    assert dumps_field(plain) == '{"a":null,"b":[1,2.25],"s":"é ✓"}' and loads_field(dumps_field(plain)) == plain
+    trace = Trace(id="t-inf", problem_id="p", text="x", stream="s", metrics=metrics)
+    write_parquet(tmp_path / "t.parquet", [trace], Trace)
+    assert read_parquet(tmp_path / "t.parquet", Trace)[0].metrics["token_nll"] == [0.5, inf]
+
+
 def test_malformed_jsonl_line_names_file_and_line(tmp_path):
     path = tmp_path / "traces.jsonl"
     write_jsonl(path, TRACES[:2])
@@ -80,3 +98,16 @@ def test_content_id_is_order_independent_and_sensitive():
     assert content_id({"a": 1, "b": 2}) == content_id({"b": 2, "a": 1})
     assert content_id("x", 1) != content_id("x", 2)
     assert len(content_id("x")) == 16
+
+
+def test_content_id_of_strings_is_the_id_earlier_runs_stored():
+    """Ids key every finished record of a run store: the fast path for string and int parts must give exactly the
+    ids json.dumps gave, or a rerun would redo (and duplicate) finished work."""
+    import hashlib
+    import json
+
+    tricky = ["", "plain", 'quo"te \\ back', "tab\tnew\nline\r\x00\x1f", "Ünïcode ✓ 漢字 🎲", "\u2028\u2029", "</script>"]
+    for parts in ([], tricky, tricky[:1], ["key", "0"], ["key", 0, -12, 10**30], [True, "x"], [1.5, None]):
+        blob = json.dumps(tuple(parts), sort_keys=True, ensure_ascii=False, default=str)
+        assert content_id(*parts) == hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    assert content_id("a", 1) == hashlib.sha256(b'["a", 1]').hexdigest()[:16]

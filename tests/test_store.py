@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from stylealign.records import Problem, Trace
-from stylealign.store import RunStore, work_key
+from stylealign.store import RunStore, work_key, work_keys
 
 
 def _trace(i: int) -> Trace:
@@ -57,6 +57,17 @@ def test_work_key_depends_on_every_part():
         assert key != work_key("sample", **{**base, part: other})
 
 
+def test_work_keys_gives_work_keys_keys():
+    """Finished work is found by its key: the fast form must give exactly the keys runs already stored."""
+    parts = {"student": {"type": "hf", "model": "m", "batch": 16}, "template": "t1", "reward": None, "z": [1, "ü"]}
+    key_of = work_keys("scored", "trace", **parts)
+    for value in ("", "abc123", 'quo"te\n', "ünï ✓\u2028", "\x00stylealign"):
+        assert key_of(value) == work_key("scored", trace=value, **parts)
+    assert work_keys("s", "a", b="x")("v") == work_key("s", b="x", a="v")  # the varying part sorts first here
+    with pytest.raises(ValueError, match="placeholder"):
+        work_keys("s", "a", b="\x00stylealign-varying-part\x00")
+
+
 def test_manifest_records_config_history_and_stages(tmp_path):
     store = RunStore(tmp_path, config={"seed": 0})
     first = store.manifest()["config_hash"]
@@ -79,7 +90,7 @@ BATCH = 10
 CHILD = """
 import sys
 from stylealign.records import Trace
-from stylealign.store import RunStore, work_key
+from stylealign.store import RunStore, work_key, work_keys
 
 root, items, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 stage = RunStore(root).stage("samples")
@@ -153,6 +164,15 @@ def test_iter_records_streams_what_records_lists(tmp_path):
     assert [_trace(0), *stream] == stage.records(Trace) == [_trace(i) for i in range(4)]
     with pytest.raises(TypeError, match="holds Trace records"):
         list(stage.iter_records(Problem))
+
+
+def test_iter_records_by_ids_keeps_commit_order_and_first_copies(tmp_path):
+    stage = RunStore(tmp_path).stage("samples")
+    first_t1 = Trace(id="t1", problem_id="p1", text="first copy", stream="sample")
+    stage.commit([_trace(0), first_t1], ["k0"])
+    stage.commit([_trace(1), _trace(2), _trace(3)], ["k1"])
+    assert list(stage.iter_records(Trace, ids={"t3", "t1", "t9"})) == [first_t1, _trace(3)]
+    assert list(stage.iter_records(Trace, ids=[])) == []
 
 
 def _items(n: int):

@@ -36,7 +36,7 @@ def _items(ctx: RunContext) -> list[WorkItem]:
 def iter_current_samples(ctx: RunContext) -> Iterator[Trace]:
     """The samples the current config asks for (a run dir may also hold samples of earlier configs), streamed."""
     ids = {content_id(item.key, j) for item in _items(ctx) for j in range(ctx.config.sampling.k)}
-    return (t for t in ctx.store.stage(STAGE).iter_records(Trace) if t.id in ids)
+    return ctx.store.stage(STAGE).iter_records(Trace, ids=ids)
 
 
 def current_samples(ctx: RunContext) -> list[Trace]:

@@ -19,8 +19,7 @@ def write_listing(store: RunStore, name: str, traces: Sequence[Trace]) -> None:
 
 def stream_traces(store: RunStore, name: str) -> list[Trace]:
     """The current traces of stream `name` (all of its records if no run listed them yet)."""
-    records = store.stage(f"stream_{name}").iter_records(Trace)
+    stage = store.stage(f"stream_{name}")
     if not (store.root / "streams" / f"{name}.json").exists():
-        return list(records)
-    ids = set(store.read_json(f"streams/{name}.json"))
-    return [t for t in records if t.id in ids]
+        return stage.records(Trace)
+    return list(stage.iter_records(Trace, ids=store.read_json(f"streams/{name}.json")))
