@@ -96,6 +96,25 @@ def test_edit_distance_equals_the_textbook_definition_on_random_pairs() -> None:
         assert normalized_edit_distance(a, b) == pytest.approx(expected / longest if longest else 0.0)
 
 
+def test_js_divergence_is_the_same_number_in_every_process():
+    """Set order follows string hashing, which differs per process: a sum over a set would change the last
+    digits of the drift from run to run."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from collections import Counter; from stylealign.metrics.drift import js_divergence; "
+            "words = [f'w{i}' for i in range(300)]; "
+            "print(repr(js_divergence(Counter({w: i + 1 for i, w in enumerate(words)}), "
+            "Counter({w: 301 - i for i, w in enumerate(words[50:] + ['x', 'y'])}))))")
+    outputs = {
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, text=True, check=True).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
+
+
 def test_score_stage_measures_every_stream_and_writes_streams_json(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
     ctx = make_ctx(tmp_path, make_config(tiny_model_dir), oracle=OracleEngine())
     ctx._engines[ctx.config.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 2)
@@ -128,8 +147,17 @@ def test_score_stage_measures_every_stream_and_writes_streams_json(tmp_path, tin
     assert "oracle_refine" in ctx.console.file.getvalue()
 
     shards = sorted(ctx.store.stage("scored_sar").dir.glob("shard-*"))
+    first = json.loads((tmp_path / "streams.json").read_text())
     score_stage(ctx)
     assert sorted(ctx.store.stage("scored_sar").dir.glob("shard-*")) == shards
+    assert json.loads((tmp_path / "streams.json").read_text()) == first  # every trace read back from the store
+
+    gold = ctx.store.stage("scored_gold")  # as if a run was killed after scoring two of gold's three traces
+    kept = gold.records(Trace)[:2]
+    gold.clear()
+    gold.commit(kept, [t.metrics["score_key"] for t in kept])
+    score_stage(ctx)
+    assert json.loads((tmp_path / "streams.json").read_text()) == first  # two read back, one scored again
 
     ctx.config = ctx.config.model_copy(update={"reward": RewardConfig(type="none")})
     score_stage(ctx)

@@ -9,6 +9,7 @@ because spacing and layout are part of a style.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -54,7 +55,7 @@ def js_divergence(p: Counter, q: Counter) -> float | None:
     if not p_total or not q_total:
         return None
     js = 0.0
-    for key in p.keys() | q.keys():
+    for key in itertools.chain(p, (k for k in q if k not in p)):  # not a set: its order (string hashing) varies by process
         pi, qi = p.get(key, 0) / p_total, q.get(key, 0) / q_total
         mi = (pi + qi) / 2
         if pi:

@@ -13,6 +13,8 @@ the tokens carrying most of the loss — printed as a table and written to
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from stylealign.records import Trace, content_id
 from stylealign.run.context import RunContext
 from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, template_id
 from stylealign.stages.sample import iter_current_samples
-from stylealign.store import work_key
+from stylealign.store import work_keys
 from stylealign.streams.listing import stream_traces
 from stylealign.streams.registry import stream_spec
 
@@ -62,7 +64,7 @@ def _drop_shadowing(ctx: RunContext, name: str, items: list[WorkItem]) -> None:
     shadow its re-scored copy: such a stage is cleared and scored afresh."""
     stage = ctx.store.stage(f"scored_{name}")
     current = {item.parent.id: item.key for item in items}
-    if any(t.id in current and t.metrics.get("score_key") != current[t.id] for t in stage.iter_records(Trace)):
+    if any(t.metrics.get("score_key") != current[t.id] for t in stage.iter_records(Trace, ids=current)):
         stage.clear()
 
 
@@ -88,28 +90,69 @@ def vocabulary_guards(ctx: RunContext, texts: list[str], ppl: float | None) -> d
     return out
 
 
+PER_TOKEN = ("token_nll", "token_offsets", "loss_by_token", "step_nll")
+
+
+class _StreamSummary:
+    """What a stream's aggregates need of its scored traces: each trace without its per-token metrics, and
+    the summed loss per token. Per-token NLLs are most of a scored record's size, so a stream of 100K x 8
+    samples is summarised in a fraction of the memory its records take; traces scored in this run are
+    collected as they are built, and only those scored by an earlier run are read back from the store."""
+
+    def __init__(self) -> None:
+        self.fresh: list[Trace] = []
+        self.losses: Counter[str] = Counter()
+
+    def add(self, trace: Trace) -> None:
+        self.losses.update(trace.metrics.get("loss_by_token", {}))
+        self.fresh.append(dataclasses.replace(trace, metrics={k: v for k, v in trace.metrics.items() if k not in PER_TOKEN}))
+
+    def take(self, ctx: RunContext, name: str, ids: set[str]) -> tuple[list[Trace], Counter[str]]:
+        """The stream's traces, earlier runs' (store order) before this run's (as committed): the order a
+        full read gives; and their loss per token. Starts over for the next stream."""
+        fresh, losses = self.fresh, self.losses
+        self.fresh, self.losses = [], Counter()
+        earlier = ids - {t.id for t in fresh}
+        kept = [t for t in fresh if t.id in ids]
+        if not earlier:
+            return kept, losses
+        old = _StreamSummary()
+        for trace in ctx.store.stage(f"scored_{name}").iter_records(Trace, ids=earlier):
+            old.add(trace)
+        old.losses.update(losses)  # not `+`, which drops zero sums
+        return old.fresh + kept, old.losses
+
+
+def _parent_texts(ctx: RunContext, names: list[str]) -> dict[str, str]:
+    """Texts of the traces that the streams in `names` edit (samples, or another stream's traces), by id."""
+    edited = {stream_spec(name).edits for name in names} - {None}
+    parents = {t.id: t.text for t in iter_current_samples(ctx)} if "sample" in edited else {}
+    for parent in edited - {"sample"}:
+        parents.update((t.id, t.text) for t in stream_traces(ctx.store, parent))
+    return parents
+
+
 def score_stage(ctx: RunContext) -> dict[str, Any]:
     problems = {p.id: p for p in ctx.problems()}
-    streams = {name: stream_traces(ctx.store, name) for name in ctx.streams}
-    edits_samples = any(stream_spec(name).edits == "sample" for name in streams)
-    parents = {t.id: t.text for t in iter_current_samples(ctx)} if edits_samples else {}
-    for parent in {stream_spec(name).edits for name in streams} - {None, "sample"}:
-        for trace in streams.get(parent) or stream_traces(ctx.store, parent):
-            parents[trace.id] = trace.text
+    parents = _parent_texts(ctx, list(ctx.streams))
     scorer = None
+    template = ctx.student_template()
     parts = {
         "student": engine_id(ctx.config.student.engine),
-        "template": template_id(ctx.student_template()),
+        "template": template_id(template),
         "reward": ctx.config.reward.model_dump(mode="json", exclude={"batch_size"}),
         "cost_fields": "token_nll",  # traces scored before per-token NLLs were kept are scored again
     }
+
+    key_of = work_keys("scored", "trace", **parts)
+    request_for = functools.lru_cache(maxsize=4096)(lambda question: template.request(question=question))
+    summary = _StreamSummary()
 
     def build(batch: list[WorkItem], name: str) -> BatchResult:
         nonlocal scorer
         scorer = scorer or make_scorer(ctx.config.reward, ctx)
         traces = [item.parent for item in batch]
-        costs = adaptation_cost(ctx.student(), [ctx.student_template().request(question=i.problem.question) for i in batch],
-                                [t.text for t in traces])
+        costs = adaptation_cost(ctx.student(), [request_for(i.problem.question) for i in batch], [t.text for t in traces])
         rewards = scorer.score([i.problem for i in batch], [t.text for t in traces])
         result = BatchResult(done=[i.key for i in batch])
         for item, trace, cost, reward in zip(batch, traces, costs, rewards, strict=True):
@@ -117,17 +160,19 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
             if stream_spec(name).edits and trace.parent_id in parents:
                 metrics["edit_distance"] = normalized_edit_distance(parents[trace.parent_id], trace.text)
             result.traces.append(dataclasses.replace(trace, metrics=metrics))
+            summary.add(result.traces[-1])
         return result
 
     tokenize, tokenizer_name, samples_profile = None, None, None
     rows = []
-    for name, traces in streams.items():
-        items = [WorkItem(work_key("scored", trace=content_id(t.id, t.text), **parts), problems[t.problem_id], t)
-                 for t in traces if t.problem_id in problems]
+    for name in ctx.streams:
+        traces = stream_traces(ctx.store, name)
+        items = [WorkItem(key_of(content_id(t.id, t.text)), problems[t.problem_id], t) for t in traces if t.problem_id in problems]
         _drop_shadowing(ctx, name, items)
         run_batches(ctx.store, f"scored_{name}", items, lambda batch, n=name: build(batch, n), ctx.console, SCORE_BATCH)
         ids = {t.id for t in traces}
-        scored = [t for t in ctx.store.stage(f"scored_{name}").iter_records(Trace) if t.id in ids]
+        del traces, items
+        scored, losses = summary.take(ctx, name, ids)
         if tokenize is None:
             tokenize, tokenizer_name = tokenizer_for(ctx.student())
             samples_profile = text_profile((t.text for t in iter_current_samples(ctx)), tokenize)
@@ -135,7 +180,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         row.update(profile_drift(text_profile((t.text for t in scored), tokenize), samples_profile))
         if not stream_spec(name).edits:
             row["edit_distance"] = None
-        row["top_loss_tokens"] = top_loss_tokens([t.metrics.get("loss_by_token", {}) for t in scored])
+        row["top_loss_tokens"] = top_loss_tokens([losses])
         row["reward_model"] = scored[0].metrics.get("reward_model") if scored else None
         row["drift_tokenizer"] = tokenizer_name
         row["oracle_failures"] = sum(1 for _ in ctx.store.stage(f"failures_stream_{name}").iter_records(Trace))
