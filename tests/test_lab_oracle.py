@@ -10,7 +10,7 @@ import pytest
 from stylealign.config import EngineConfig
 from stylealign.engines import EngineError, Request, SamplingParams, load_engine
 from stylealign.lab.checker import first_wrong_step
-from stylealign.lab.styles import student_solution
+from stylealign.lab.styles import ORACLE_OPENINGS, TRANSITIONS, student_solution
 from stylealign.lab.world import load_lab_problems
 from stylealign.oracles.engine import OracleEngine
 from stylealign.oracles.lab import LabOracle
@@ -178,6 +178,11 @@ def test_refine_keeps_the_student_numbers_and_order_and_sits_between_student_and
             ascii_eq = re.search(r"(\d+) ([-+*/]) (\d+) = (\d+)", ours)
             if ascii_eq and ascii_eq.group(2) in "+-":
                 assert f"{ascii_eq.group(1)} {ascii_eq.group(2)} {ascii_eq.group(3)} = {ascii_eq.group(4)}" in theirs
+        # laid out as the oracle writes: an opening, then a transition before each later paragraph, so every
+        # paragraph opens the way some oracle solution does (no "Thus, <the student's line>")
+        paragraphs = split_steps(refined)
+        assert paragraphs[0].startswith(ORACLE_OPENINGS) and paragraphs[-1].startswith("Therefore, the answer")
+        assert all(p.startswith(TRANSITIONS) for p in paragraphs[1:-1]) and "Thus" not in refined
         to_refined.append(normalized_edit_distance(student, refined))
         to_synth.append(normalized_edit_distance(student, oracle.solve(problem)))
     assert sum(to_refined) < sum(to_synth)
