@@ -14,9 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 from rich.console import Console
+from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
 
 from stylealign.config import parse_config
+from stylealign.records import Trace
 from stylealign.rehearsal import RehearsalError, rehearse, served_model
+from stylealign.stages.sample import sample_stage
+from stylealign.stages.streams import streams_stage
+from stylealign.streams.listing import stream_traces
 
 pytestmark = pytest.mark.slow  # each test starts a server process (imports torch and transformers)
 
@@ -90,3 +95,37 @@ def test_rehearsal_finishes_counts_every_failure_and_stops_the_server(tiny_model
     assert "## Evaluation" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/models", timeout=2)
+
+
+def test_sar_and_oracle_refine_through_the_llm_templates_reject_what_a_served_model_gets_wrong(
+    tiny_model_dir, tiny_engine, tmp_path: Path  # noqa: F811
+) -> None:
+    """The paths the rehearsal's 135M student never reaches (it solves nothing, so its rft is empty):
+    correct student traces refined through the `refine` and `sar` templates (with exemplars) by a model
+    served over HTTP. A random-weight oracle never verifies, so the SAR gate must reject every attempt,
+    keep no oracle text, and account for every parent."""
+    url = free_url()
+    model = str(tiny_model_dir)
+    oracle = {"engine": {"type": "openai", "base_url": url, "model": model, "tokenizer": model, "api_key_env": None,
+                         "max_retries": 0, "timeout": 120}, "template": "solve"}
+    cfg = make_config(tiny_model_dir, limit=3, streams={"oracle_retries": 0, "sar": {"exemplars": 1, "max_attempts": 2}},
+                      oracle=oracle)
+    ctx = make_ctx(tmp_path / "run", cfg)
+    ctx._engines[cfg.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), solved=2)
+    sample_stage(ctx)
+    ctx.streams, ctx.allow_failures = ("rft", "oracle_refine", "sar"), True
+    with served_model(model, model, url, tmp_path / "serve.log"):
+        streams_stage(ctx)
+    rft = {t.id: t for t in stream_traces(ctx.store, "rft")}
+    assert len(rft) == 2
+    counts = ctx.store.read_json("streams/counts.json")
+    refine_failures = len(ctx.store.stage("failures_stream_oracle_refine").records(Trace))
+    assert stream_traces(ctx.store, "oracle_refine") == []
+    assert refine_failures + counts["oracle_refine"].get("wrong_answer", 0) == 2
+    sar = stream_traces(ctx.store, "sar")
+    for trace in sar:  # an attempt answered, wrongly: the parent is kept, never the oracle's text
+        assert trace.metrics["sar_outcome"] == "kept_parent" and trace.text == rft[trace.parent_id].text
+        assert len(trace.metrics["rejections"]) == 2
+        assert set(trace.metrics["rejections"]) <= {"wrong_answer", "oracle_failure"}
+    assert len(sar) + counts["sar"].get("left_undone", 0) == 2  # every attempt failed at the oracle: retried next run
+    assert counts["sar"].get("accepted", 0) == 0
