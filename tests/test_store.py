@@ -57,6 +57,15 @@ def test_work_key_depends_on_every_part():
         assert key != work_key("sample", **{**base, part: other})
 
 
+def test_read_json_with_a_missing_value_only_for_a_missing_file(tmp_path):
+    store = RunStore(tmp_path)
+    assert store.read_json("streams/none.json", missing={}) == {} and store.read_json("x.json", missing=None) is None
+    with pytest.raises(FileNotFoundError):
+        store.read_json("x.json")
+    store.write_json("streams/counts.json", {"rft": {"new": 2}})
+    assert store.read_json("streams/counts.json", missing={}) == {"rft": {"new": 2}}
+
+
 def test_work_keys_gives_work_keys_keys():
     """Finished work is found by its key: the fast form must give exactly the keys runs already stored."""
     parts = {"student": {"type": "hf", "model": "m", "batch": 16}, "template": "t1", "reward": None, "z": [1, "ü"]}

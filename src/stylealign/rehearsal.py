@@ -93,8 +93,7 @@ def gate_counts(store: RunStore, streams: list[str]) -> dict[str, Any]:
     """What each stream kept, what the SAR gate decided and why, and what failed at the oracle, from the records;
     `this_run` adds the counts of the streams stage's batches (e.g. `wrong_answer`: oracle answers that
     failed verification and were dropped, which leave no record)."""
-    counts_path = store.root / "streams/counts.json"
-    run_counts = store.read_json("streams/counts.json") if counts_path.is_file() else {}
+    run_counts = store.read_json("streams/counts.json", missing={})
     out: dict[str, Any] = {}
     for name in streams:
         kept = store.stage(f"stream_{name}").records(Trace)
@@ -122,13 +121,13 @@ def rehearsal_summary(store: RunStore, config: ExperimentConfig, streams: list[s
     from stylealign.report.table import benchmark_table, headline
 
     manifest = store.manifest()
-    evaluations = store.read_json("eval.json") if (store.root / "eval.json").is_file() else {}
+    evaluations = store.read_json("eval.json", missing={})
     headers, rows = benchmark_table(evaluations, config.evaluation.k)
     return {
         "seconds": round(seconds, 1),
         "stages": {name: stage.get("summary", {}) for name, stage in manifest.get("stages", {}).items()},
         "streams": gate_counts(store, streams),
-        "oracle_failures": store.read_json("streams/failures.json") if (store.root / "streams/failures.json").is_file() else {},
+        "oracle_failures": store.read_json("streams/failures.json", missing={}),
         "reward": {"type": config.reward.type, **reward_failures(store, streams)},
         "evaluation": {"headline": headline(evaluations, config.evaluation.k), "headers": headers, "rows": rows},
     }

@@ -35,6 +35,7 @@ from stylealign.io import write_atomically
 from stylealign.records import Problem, Record, Trace, content_id, from_table, json_string, to_table
 
 _KEYS = b"stylealign.keys"
+_REQUIRED = object()  # read_json without a `missing` value: a missing file is an error
 _KIND = b"stylealign.kind"
 _KINDS: dict[str, type[Problem] | type[Trace]] = {"Problem": Problem, "Trace": Trace}
 
@@ -244,5 +245,9 @@ class RunStore:
         _atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
         return path
 
-    def read_json(self, relpath: str) -> Any:
-        return json.loads((self.root / relpath).read_text(encoding="utf-8"))
+    def read_json(self, relpath: str, missing: Any = _REQUIRED) -> Any:
+        """The JSON file at `relpath`; `missing`, when given, is returned if the file does not exist."""
+        path = self.root / relpath
+        if missing is not _REQUIRED and not path.is_file():
+            return missing
+        return json.loads(path.read_text(encoding="utf-8"))

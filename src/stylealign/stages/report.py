@@ -45,7 +45,6 @@ def report_stage(ctx: RunContext) -> dict[str, Any]:
     traces = model_traces(ctx)
     evaluations = {name: accuracy_summary(found, k, resamples=resamples) for name, found in traces.items()}
     scores = {name: problem_scores(found) for name, found in traces.items()}
-    training_json = ctx.store.root / "train" / "summary.json"
     report = build_report(
         ctx.config.name,
         ctx.store.read_json("streams.json"),
@@ -53,10 +52,10 @@ def report_stage(ctx: RunContext) -> dict[str, Any]:
         ctx.streams,
         k,
         contrasts=contrasts(scores, ctx.config.report.contrasts, resamples=resamples),
-        training=ctx.store.read_json("train/summary.json") if training_json.is_file() else None,
+        training=ctx.store.read_json("train/summary.json", missing=None),
     )
-    failures = ctx.store.root / "streams" / "failures.json"  # per stream: failed oracle requests and sends
-    report["oracle_failures"] = ctx.store.read_json("streams/failures.json") if failures.is_file() else {}
+    # per stream: failed oracle requests and sends
+    report["oracle_failures"] = ctx.store.read_json("streams/failures.json", missing={})
     browser, deciles = trace_browser(ctx)
     for row in report["streams"]:
         row["nll_deciles"] = deciles.get(row["stream"])
