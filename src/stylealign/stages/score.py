@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ from rich.table import Table
 
 from stylealign.metrics.adaptation import adaptation_cost, top_loss_tokens
 from stylealign.metrics.aggregate import stream_summary
-from stylealign.metrics.drift import normalized_edit_distance, profile_drift, text_profile, tokenizer_for
+from stylealign.metrics.drift import (
+    TextProfile,
+    Tokenize,
+    normalized_edit_distance,
+    profile_drift,
+    text_profile,
+    tokenizer_for,
+)
 from stylealign.metrics.reward import make_scorer
 from stylealign.records import Trace, content_id
 from stylealign.run.context import RunContext
@@ -123,18 +131,28 @@ class _StreamSummary:
         return old.fresh + kept, old.losses
 
 
-def _parent_texts(ctx: RunContext, names: list[str]) -> dict[str, str]:
-    """Texts of the traces that the streams in `names` edit (samples, or another stream's traces), by id."""
+def _samples_profile_and_parents(ctx: RunContext, names: list[str], tokenize: Tokenize) -> tuple[TextProfile, dict[str, str]]:
+    """The drift profile of the student's samples, and the texts of the traces that the streams in `names`
+    edit (samples, or another stream's traces) by id: one pass over the samples for both."""
     edited = {stream_spec(name).edits for name in names} - {None}
-    parents = {t.id: t.text for t in iter_current_samples(ctx)} if "sample" in edited else {}
+    parents: dict[str, str] = {}
+
+    def sample_texts() -> Iterator[str]:
+        for trace in iter_current_samples(ctx):
+            if "sample" in edited:
+                parents[trace.id] = trace.text
+            yield trace.text
+
+    profile = text_profile(sample_texts(), tokenize)
     for parent in edited - {"sample"}:
         parents.update((t.id, t.text) for t in stream_traces(ctx.store, parent))
-    return parents
+    return profile, parents
 
 
 def score_stage(ctx: RunContext) -> dict[str, Any]:
     problems = {p.id: p for p in ctx.problems()}
-    parents = _parent_texts(ctx, list(ctx.streams))
+    tokenize, tokenizer_name = tokenizer_for(ctx.student())
+    samples_profile, parents = _samples_profile_and_parents(ctx, list(ctx.streams), tokenize)
     scorer = None
     template = ctx.student_template()
     parts = {
@@ -163,7 +181,6 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
             summary.add(result.traces[-1])
         return result
 
-    tokenize, tokenizer_name, samples_profile = None, None, None
     rows = []
     for name in ctx.streams:
         traces = stream_traces(ctx.store, name)
@@ -173,9 +190,6 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         ids = {t.id for t in traces}
         del traces, items
         scored, losses = summary.take(ctx, name, ids)
-        if tokenize is None:
-            tokenize, tokenizer_name = tokenizer_for(ctx.student())
-            samples_profile = text_profile((t.text for t in iter_current_samples(ctx)), tokenize)
         row = {"stream": name, **stream_summary(scored, list(problems))}
         row.update(profile_drift(text_profile((t.text for t in scored), tokenize), samples_profile))
         if not stream_spec(name).edits:
