@@ -7,12 +7,13 @@ correct samples, the lab oracle's SAR, Oracle-Refined and Oracle-Synthesized ver
 reference), the student's perplexity on each, the share of SAR outputs identical to their parent, and the
 share of tokens the student never trained on.
 
-    .venv/bin/python benchmarks/lab.py [--problems 200] [--train-problems 100] [--no-rebuilds]
+    .venv/bin/python benchmarks/lab.py [--problems 200] [--train-problems 100] [--no-rebuilds] [--student DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
@@ -59,22 +60,49 @@ def main() -> None:
     parser.add_argument("--train-problems", type=int, default=100, help="lab train problems the streams are built from")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--no-rebuilds", action="store_true", help="skip the one-thread and other-seed rebuilds")
+    parser.add_argument("--student", type=Path, help="measure this built student (e.g. the cached one) instead of building it")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="stylealign-lab-"))
     os.environ["STYLEALIGN_CACHE"] = str(root)
     recipe = RECIPES["student"]
-    path, info = build(recipe, root, "student")
-    engine = HFEngine(str(path), device="cpu", batch_size=50, progress=False)
+    if args.student:
+        path, info = args.student, json.loads((args.student / "recipe.json").read_text(encoding="utf-8"))
+        if info["recipe"] != recipe:
+            raise SystemExit(f"{args.student} was built with another recipe than RECIPES['student']")
+    else:
+        path, info = build(recipe, root, "student")
     test = load_lab_problems("test", limit=args.problems)
+    measures = measure(path, test, args.train_problems, args.k)
+
+    rebuilt = {}
+    if not args.no_rebuilds:
+        for name, variant in (("threads1", {**recipe, "threads": 1}), ("seed1", {**recipe, "seed": 1})):
+            other, _ = build(variant, root, name)
+            acc, levels, _ = greedy_by_level(HFEngine(str(other), device="cpu", batch_size=50, progress=False), test)
+            print(f"[{name}] greedy by level: " + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
+            rebuilt[name] = acc
+
+    print("note: wall times on a shared 2-core machine are noisy")
+    print(f"greedy_accuracy={measures.pop('greedy_accuracy'):.4f}")
+    for name, acc in rebuilt.items():
+        print(f"greedy_accuracy_{name}={acc:.4f}")
+    for name, value in measures.items():
+        print(f"{name}={value:.4f}")
+    print(f"pretrain_seconds={info['seconds']:.1f}")
+
+
+def measure(path: Path, test: list[Problem], train_problems: int, k: int) -> dict[str, float]:
+    """The instrument's measures of the student in `path`, in the order the benchmark prints them."""
+    engine = HFEngine(str(path), device="cpu", batch_size=50, progress=False)
     greedy, by_level, _ = greedy_by_level(engine, test)
     print("greedy accuracy by level: " + ", ".join(f"L{k} {v:.2f}" for k, v in by_level.items()))
 
     requests = [Request.from_prompt(p.question) for p in test]
-    samples = engine.generate(requests, args.k, SamplingParams(temperature=1.0, max_tokens=300, seed=0))
+    samples = engine.generate(requests, k, SamplingParams(temperature=1.0, max_tokens=300, seed=0))
     pass_k = sum(any(grade(c.text, p.answer) for c in row) for row, p in zip(samples, test, strict=True)) / len(test)
 
-    train = load_lab_problems("train", limit=args.train_problems)
-    train_samples = engine.generate([Request.from_prompt(p.question) for p in train], args.k,
+    train = load_lab_problems("train", limit=train_problems)
+    train_samples = engine.generate([Request.from_prompt(p.question) for p in train], k,
                                     SamplingParams(temperature=1.0, max_tokens=300, seed=0))
     oracle = LabOracle()
     solved = [(p, next(c.text for c in row if grade(c.text, p.answer)))
@@ -91,29 +119,18 @@ def main() -> None:
     ppls = {name: ppl(engine, probs, texts) for name, (probs, texts) in streams.items()}
     untrained = {name: untrained_token_share(path, texts) or 0.0 for name, (_, texts) in streams.items()}
     identical = sum(s == t for s, t in zip(streams["sar"][1], rft, strict=True)) / max(len(rft), 1)
-    print(f"{len(rft)} of {len(train)} train problems solved with k={args.k}")
+    print(f"{len(rft)} of {len(train)} train problems solved with k={k}")
     for name in streams:
         print(f"  {name:14s} ppl {ppls[name]:8.3f}  untrained tokens {untrained[name]:.4f}")
 
-    rebuilt = {}
-    if not args.no_rebuilds:
-        for name, variant in (("threads1", {**recipe, "threads": 1}), ("seed1", {**recipe, "seed": 1})):
-            other, _ = build(variant, root, name)
-            acc, levels, _ = greedy_by_level(HFEngine(str(other), device="cpu", batch_size=50, progress=False), test)
-            print(f"[{name}] greedy by level: " + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
-            rebuilt[name] = acc
-
-    print("note: wall times on a shared 2-core machine are noisy")
-    print(f"greedy_accuracy={greedy:.4f}")
-    for name, acc in rebuilt.items():
-        print(f"greedy_accuracy_{name}={acc:.4f}")
-    print(f"pass_at_{args.k}={pass_k:.4f}")
-    for name in streams:
-        print(f"ppl_{name}={ppls[name]:.4f}")
-    print(f"ppl_ratio_synth_over_rft={ppls['oracle_synth'] / ppls['rft']:.4f}")
-    print(f"sar_identical_share={identical:.4f}")
-    print(f"untrained_token_share_max={max(untrained.values()):.4f}")
-    print(f"pretrain_seconds={info['seconds']:.1f}")
+    return {
+        "greedy_accuracy": greedy,
+        f"pass_at_{k}": pass_k,
+        **{f"ppl_{name}": value for name, value in ppls.items()},
+        "ppl_ratio_synth_over_rft": ppls["oracle_synth"] / ppls["rft"],
+        "sar_identical_share": identical,
+        "untrained_token_share_max": max(untrained.values()),
+    }
 
 
 if __name__ == "__main__":

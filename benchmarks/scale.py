@@ -109,6 +109,7 @@ def run_size(n: int, workdir: Path, streams: Sequence[str]) -> dict:
 
     from stylealign.config import parse_config
     from stylealign.run.context import RunContext
+    from stylealign.run.work import few_collections
     from stylealign.stages.load import load_stage
     from stylealign.stages.sample import sample_stage
     from stylealign.stages.score import score_stage
@@ -135,7 +136,8 @@ def run_size(n: int, workdir: Path, streams: Sequence[str]) -> dict:
     try:
         for name in STAGES:
             start = time.perf_counter()
-            summary = functions[name](ctx)
+            with few_collections():  # as `run_experiment` runs every stage
+                summary = functions[name](ctx)
             seconds = time.perf_counter() - start
             if name == "load":
                 records = summary["problems"]

@@ -122,7 +122,7 @@ def _not_finite(value: Any) -> bool:
         return False
     for numbers in (value, itertools.chain.from_iterable(value)):  # a list of numbers, or of lists of numbers
         try:
-            return not math.isfinite(math.fsum(numbers))
+            return not math.isfinite(sum(numbers))
         except TypeError:
             continue
         except (ValueError, OverflowError):
@@ -131,12 +131,17 @@ def _not_finite(value: Any) -> bool:
 
 
 def dumps_field(value: Any) -> str:
-    """A dict field as JSON text (sorted keys): orjson where it writes the value exactly, else the stdlib."""
-    if not _not_finite(value):
-        try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-        except TypeError:  # non-string keys, big integers, types orjson does not know
-            pass
+    """A dict field as JSON text (sorted keys): orjson where it writes the value exactly, else the stdlib.
+
+    orjson writes NaN and infinities as null, so only a text holding a null is checked for them.
+    """
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # non-string keys, big integers, types orjson does not know
+        pass
+    else:
+        if b"null" not in text or not _not_finite(value):
+            return text.decode()
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stylealign.io import write_atomically
@@ -129,7 +128,7 @@ class Stage:
         want some records (the current config's) ask for them here instead of holding the stage.
         """
         seen: set[str] = set()
-        wanted = pa.array(list(ids), pa.string()) if ids is not None else None
+        wanted = ids if ids is None or isinstance(ids, (set, frozenset)) else set(ids)
         for shard in self._shards():
             table = pq.read_table(shard)
             if table.num_rows == 0:
@@ -137,8 +136,8 @@ class Stage:
             kind = (table.schema.metadata or {}).get(_KIND, b"Trace").decode()
             if kind != cls.__name__:
                 raise TypeError(f"{shard}: holds {kind} records, asked for {cls.__name__}")
-            if wanted is not None:
-                table = table.filter(pc.is_in(table["id"], value_set=wanted))
+            if wanted is not None:  # a Python set lookup per row: `pc.is_in` hashes the whole id set again per shard
+                table = table.filter(pa.array([i in wanted for i in table.column("id").to_pylist()], pa.bool_()))
             for record in from_table(table, cls):
                 if record.id not in seen:
                     seen.add(record.id)

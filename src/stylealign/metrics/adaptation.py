@@ -91,8 +91,9 @@ def _rounded(values: Sequence[float], decimals: int) -> list[float]:
 
 
 def token_detail(scores: TokenScores, nlls: Sequence[float]) -> dict[str, Any]:
-    """Each token's NLL (3 decimals: enough for a heat map, small on disk) and (start, end) span in the response."""
-    spans = [[int(start), int(end)] for start, end in scores.offsets] if len(scores.offsets) == len(nlls) else []
+    """Each token's NLL (3 decimals: enough for a heat map, small on disk) and (start, end) span in the response
+    (engines give spans as ints: `encode_response`)."""
+    spans = [[start, end] for start, end in scores.offsets] if len(scores.offsets) == len(nlls) else []
     return {"token_nll": _rounded(nlls, 3), "token_offsets": spans}
 
 

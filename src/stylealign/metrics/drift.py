@@ -88,16 +88,24 @@ class TextProfile:
 
 
 def text_profile(texts: Iterable[str], tokenize: Tokenize) -> TextProfile:
+    """Token and bigram counts, mean length and step count of `texts`, streamed. The k samples of a problem
+    come together and often repeat, so the last few hundred texts' tokenizations are reused."""
     unigrams: Counter = Counter()
     bigrams: Counter = Counter()
     count = length = steps = 0
+    recent: dict[str, tuple[list[str], list[tuple[str, str]], int]] = {}
     for text in texts:
-        tokens = tokenize(text)
-        unigrams.update(tokens)
-        bigrams.update(zip(tokens, tokens[1:], strict=False))
+        seen = recent.get(text)
+        if seen is None:
+            if len(recent) >= 256:
+                recent.clear()
+            tokens = tokenize(text)
+            seen = recent[text] = (tokens, list(zip(tokens, tokens[1:], strict=False)), len(split_steps(text)))
+        unigrams.update(seen[0])
+        bigrams.update(seen[1])
         count += 1
         length += len(text)
-        steps += len(split_steps(text))
+        steps += seen[2]
     return TextProfile(unigrams, bigrams, length / count if count else 0.0, steps / count if count else 0.0, count)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from rich.console import Console
 
@@ -12,6 +14,8 @@ from stylealign.engines import Engine, load_engine
 from stylealign.prompts import PromptTemplate, load_template
 from stylealign.records import Problem, content_id
 from stylealign.store import RunStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -25,6 +29,7 @@ class RunContext:
     streams: tuple[str, ...] = PAPER_STREAMS
     allow_failures: bool = False
     _engines: dict[str, Engine] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict)
 
     def engine(self, config: EngineConfig) -> Engine:
         key = config.model_dump_json()
@@ -57,13 +62,25 @@ class RunContext:
         selection = _selection_path(self.problems_configs())
         if not (self.store.root / selection).exists():
             raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
-        wanted = self.store.read_json(selection)
-        by_id = {p.id: p for p in self.store.stage("problems").records(Problem)}
-        return [by_id[i] for i in wanted]
+
+        def read() -> list[Problem]:
+            wanted = self.store.read_json(selection)
+            by_id = {p.id: p for p in self.store.stage("problems").records(Problem)}
+            return [by_id[i] for i in wanted]
+
+        return list(self.memo(f"problems:{selection}", read))
+
+    def memo(self, key: str, build: Callable[[], T]) -> T:
+        """`build()` once per context: what every stage derives from the problem selection (the problems, the
+        current samples' ids) costs seconds at 100K problems. `set_problems` forgets it all."""
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
 
     def set_problems(self, problems: list[Problem]) -> None:
         """Make `problems` this config's problem set: how `load` stores them, and how Python callers bring their own."""
         configs = self.problems_configs()
+        self._memo.clear()
         self.store.write_json(_selection_path(configs), [p.id for p in problems])
         self.store.stage("problems").commit(problems, [selection_key(configs)])
 

@@ -20,6 +20,7 @@ from stylealign.config import STREAMS, ExperimentConfig
 from stylealign.distributed import is_main_process, world_size
 from stylealign.distributed import shutdown as shutdown_distributed
 from stylealign.run.context import RunContext
+from stylealign.run.work import few_collections
 from stylealign.stages.evaluate import evaluate_stage
 from stylealign.stages.load import load_stage
 from stylealign.stages.report import report_stage
@@ -80,7 +81,8 @@ def run_experiment(
     try:
         for name in stages:
             start = time.perf_counter()
-            summary = STAGE_FUNCTIONS[name](ctx)
+            with few_collections():
+                summary = STAGE_FUNCTIONS[name](ctx)
             if main:
                 store.mark_done(name, summary)
             details = ", ".join(f"{k}={v}" for k, v in summary.items())

@@ -7,7 +7,7 @@ from typing import Any
 
 from stylealign.engines.base import SamplingParams
 from stylealign.records import Trace, content_id
-from stylealign.run.context import RunContext
+from stylealign.run.context import RunContext, selection_key
 from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, sample_and_grade, template_id
 from stylealign.store import work_key
 
@@ -35,7 +35,12 @@ def _items(ctx: RunContext) -> list[WorkItem]:
 
 def iter_current_samples(ctx: RunContext) -> Iterator[Trace]:
     """The samples the current config asks for (a run dir may also hold samples of earlier configs), streamed."""
-    ids = {content_id(item.key, j) for item in _items(ctx) for j in range(ctx.config.sampling.k)}
+    k = ctx.config.sampling.k
+
+    def sample_ids() -> frozenset[str]:
+        return frozenset(content_id(item.key, j) for item in _items(ctx) for j in range(k))
+
+    ids = ctx.memo(f"sample_ids:{selection_key(ctx.problems_configs())}", sample_ids)
     return ctx.store.stage(STAGE).iter_records(Trace, ids=ids)
 
 
