@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from stylealign.records import Problem, Trace
-from stylealign.store import RunStore, work_key, work_keys
+from stylealign.store import RunStore, work_key, work_key_encoder, work_keys
 
 
 def _trace(i: int) -> Trace:
@@ -75,6 +75,20 @@ def test_work_keys_gives_work_keys_keys():
     assert work_keys("s", "a", b="x")("v") == work_key("s", b="x", a="v")  # the varying part sorts first here
     with pytest.raises(ValueError, match="placeholder"):
         work_keys("s", "a", b="\x00stylealign-varying-part\x00")
+
+
+def test_work_key_encoder_gives_work_keys_keys():
+    """Streams key every item with the encoder: it must find the work that `work_key` keyed in earlier runs."""
+    fixed = {"student": {"type": "hf", "model": "m", "batch": 16}, "seed": 0, "oracle": None,
+             "sampling": {"temperature": 0.7, "top_p": 1.0, "seed": None}, "templates": ["a1", "b2"], "clean": True}
+    key = work_key_encoder("stream_x", **fixed)
+    for varying in ({}, {"problem": "p1", "parent": None}, {"problem": "ünï ✓\u2028", "parent": 'quo"te'},
+                    {"samples": ["s1", "s2"], "n": 3, "flag": False, "weight": 0.25, "big": 10**30},
+                    {"components": {"rft": 4, "oracle_synth": 1}, "other": {2: "int key"}}):
+        assert key(**varying) == work_key("stream_x", **fixed, **varying)
+    assert key(problem="p1") != key(problem="p2")
+    with pytest.raises(TypeError, match="seed"):
+        key(seed=1)
 
 
 def test_manifest_records_config_history_and_stages(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -21,7 +21,7 @@ from stylealign.run.retry import (
     generate_with_retries,
 )
 from stylealign.run.work import BatchResult, WorkItem, engine_id, template_id
-from stylealign.store import work_key
+from stylealign.store import work_key_encoder
 
 
 @dataclass
@@ -68,17 +68,26 @@ class StreamContext:
     def student_request(self, problem: Problem, prefix: str = "") -> Request:
         return self.student_template.request(question=problem.question, prefix=prefix, id=problem.id)
 
-    def key(self, stream: str, problem: Problem, *, parent: Trace | None = None, **parts: Any) -> str:
-        """Content key of one item: stream, engines, templates, sampling, seed, problem and parent text."""
-        return work_key(
+    def keyer(self, stream: str, **fixed: Any) -> Callable[..., str]:
+        """`(problem, parent=None, **varying) -> content key` of one item of `stream`: stream, engines,
+        templates, seed, what all its items share (`fixed`: oracle, sampling, settings), the problem, the parent
+        text and what varies per item. Everything shared is encoded once per stream, not once per item."""
+        encode = work_key_encoder(
             f"stream_{stream}",
             student=engine_id(self.config.student.engine),
             student_template=template_id(self.student_template),
             seed=self.config.seed,
-            problem=content_id(problem.id, problem.question, problem.answer),
-            parent=content_id(parent.id, parent.text) if parent else None,
-            **parts,
+            **fixed,
         )
+
+        def key(problem: Problem, *, parent: Trace | None = None, **varying: Any) -> str:
+            return encode(
+                problem=content_id(problem.id, problem.question, problem.answer),
+                parent=content_id(parent.id, parent.text) if parent else None,
+                **varying,
+            )
+
+        return key
 
     def oracle_parts(self, *templates: str) -> dict[str, Any]:
         oracle = self.config.oracle

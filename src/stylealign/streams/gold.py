@@ -12,7 +12,8 @@ NAME = "gold"
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    return [WorkItem(sc.key(NAME, p, reference=content_id(p.reference_solution)), p) for p in sc.problems]
+    key = sc.keyer(NAME)
+    return [WorkItem(key(p, reference=content_id(p.reference_solution)), p) for p in sc.problems]
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:

@@ -47,8 +47,9 @@ def _pools(sc: StreamContext, built: Built, problem_ids: list[str]) -> list[list
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = sc.problems
     pools = _pools(sc, built, [p.id for p in problems])
+    key = sc.keyer(NAME)
     return [
-        WorkItem(sc.key(NAME, p, candidates=[content_id(t.id, t.text) for t in pool]), p)
+        WorkItem(key(p, candidates=[content_id(t.id, t.text) for t in pool]), p)
         for p, pool in zip(problems, pools, strict=True) if pool
     ]
 

@@ -55,8 +55,9 @@ def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     for name, problem_id in traces:
         available.setdefault(problem_id, []).append(name)
     chosen = assign(weights, available, sc.config.seed)
+    key = sc.keyer(NAME, components=weights)
     return [
-        WorkItem(sc.key(NAME, problems[problem_id], parent=trace, source=name, components=weights), problems[problem_id], trace)
+        WorkItem(key(problems[problem_id], parent=trace, source=name), problems[problem_id], trace)
         for problem_id, name in chosen.items()
         for trace in traces[(name, problem_id)]
     ]

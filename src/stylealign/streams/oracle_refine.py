@@ -13,8 +13,8 @@ TEMPLATE = "refine"
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = {p.id: p for p in sc.problems}
-    parts = sc.oracle_parts(TEMPLATE)
-    return [WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t) for t in built["rft"]]
+    key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE))
+    return [WorkItem(key(problems[t.problem_id], parent=t), problems[t.problem_id], t) for t in built["rft"]]
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:

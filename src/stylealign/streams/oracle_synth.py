@@ -12,8 +12,8 @@ TEMPLATE = "solve"
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    parts = sc.oracle_parts(TEMPLATE)
-    return [WorkItem(sc.key(NAME, p, **parts), p) for p in sc.problems]
+    key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE))
+    return [WorkItem(key(p), p) for p in sc.problems]
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:

@@ -33,12 +33,12 @@ def reasoning_signature(text: str) -> tuple[str, ...]:
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     cfg = sc.config.streams.rft
+    key = sc.keyer(NAME, selection=cfg.selection, clean=cfg.clean)
     items = []
     for p in sc.problems:
         correct = [t for t in sc.samples.get(p.id, []) if t.correct]
         if correct:
-            key = sc.key(NAME, p, selection=cfg.selection, clean=cfg.clean, samples=[t.id for t in correct])
-            items.append(WorkItem(key, p))
+            items.append(WorkItem(key(p, samples=[t.id for t in correct]), p))
     return items
 
 

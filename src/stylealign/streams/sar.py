@@ -25,8 +25,8 @@ TEMPLATE = "sar"
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = {p.id: p for p in sc.problems}
-    parts = {**sc.oracle_parts(TEMPLATE), "sar": sc.config.streams.sar.model_dump()}
-    return [WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t) for t in built["rft"]]
+    key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE), sar=sc.config.streams.sar.model_dump())
+    return [WorkItem(key(problems[t.problem_id], parent=t), problems[t.problem_id], t) for t in built["rft"]]
 
 
 def _kept_parent(item: WorkItem, metrics: dict) -> Trace:

@@ -41,11 +41,12 @@ def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     cfg = sc.config.streams.sar_repair
     parts = {**sc.oracle_parts(LOCATE, REPAIR), "sar_repair": cfg.model_dump(), "exemplars": sc.config.streams.sar.exemplars,
              "sampling": sc.student_sampling().to_dict()}
+    key = sc.keyer(NAME, **parts)
     items = []
     for p in sc.problems:
         samples = sc.samples.get(p.id, [])
         if _attempts(sc, p.id) and not any(t.correct for t in samples):
-            items.append(WorkItem(sc.key(NAME, p, samples=[t.id for t in samples], **parts), p))
+            items.append(WorkItem(key(p, samples=[t.id for t in samples]), p))
     return items[: cfg.max_problems] if cfg.max_problems else items
 
 

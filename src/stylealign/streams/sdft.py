@@ -41,9 +41,9 @@ def _sampling(sc: StreamContext) -> SamplingParams:
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = {p.id: p for p in sc.problems}
-    parts = {"rewrite_template": template_id(_template(sc)), "sampling": _sampling(sc).to_dict()}
+    key = sc.keyer(NAME, rewrite_template=template_id(_template(sc)), sampling=_sampling(sc).to_dict())
     return [
-        WorkItem(sc.key(NAME, problems[t.problem_id], parent=t, **parts), problems[t.problem_id], t)
+        WorkItem(key(problems[t.problem_id], parent=t), problems[t.problem_id], t)
         for t in built["gold"] if t.problem_id in problems
     ]
 
