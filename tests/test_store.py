@@ -196,6 +196,11 @@ def test_iter_records_by_ids_keeps_commit_order_and_first_copies(tmp_path):
     stage.commit([_trace(1), _trace(2), _trace(3)], ["k1"])
     assert list(stage.iter_records(Trace, ids={"t3", "t1", "t9"})) == [first_t1, _trace(3)]
     assert list(stage.iter_records(Trace, ids=[])) == []
+    assert list(stage.iter_columns(Trace, ["text", "correct"], ids={"t3", "t1", "t9"})) == [
+        ("t1", "first copy", None), ("t3", _trace(3).text, _trace(3).correct)]
+    assert [row[0] for row in stage.iter_columns(Trace, [])] == ["t0", "t1", "t2", "t3"]
+    with pytest.raises(TypeError, match="holds Trace records"):
+        list(stage.iter_columns(Problem, ["question"]))
 
 
 def _items(n: int):

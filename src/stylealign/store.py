@@ -157,20 +157,36 @@ class Stage:
         want some records (the current config's) ask for them here instead of holding the stage.
         """
         seen: set[str] = set()
-        wanted = ids if ids is None or isinstance(ids, (set, frozenset)) else set(ids)
-        for shard in self._shards():
-            table = pq.read_table(shard)
-            if table.num_rows == 0:
-                continue
-            kind = (table.schema.metadata or {}).get(_KIND, b"Trace").decode()
-            if kind != cls.__name__:
-                raise TypeError(f"{shard}: holds {kind} records, asked for {cls.__name__}")
-            if wanted is not None:  # a Python set lookup per row: `pc.is_in` hashes the whole id set again per shard
-                table = table.filter(pa.array([i in wanted for i in table.column("id").to_pylist()], pa.bool_()))
+        for table in self._tables(cls, ids):
             for record in from_table(table, cls):
                 if record.id not in seen:
                     seen.add(record.id)
                     yield record
+
+    def iter_columns(self, cls: type[Record], columns: Sequence[str], ids: Collection[str] | None = None) -> Iterator[tuple]:
+        """`(id, *columns)` of the records `iter_records` gives, read without the other columns and without
+        building records: a summary of 800K samples needs their verdicts, a drift profile their texts."""
+        seen: set[str] = set()
+        for table in self._tables(cls, ids, ["id", *columns]):
+            for row in zip(*(table.column(name).to_pylist() for name in ["id", *columns]), strict=True):
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    yield row
+
+    def _tables(self, cls: type[Record], ids: Collection[str] | None, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """Each non-empty shard's table (its `columns`, rows of `ids` when given), in commit order."""
+        wanted = ids if ids is None or isinstance(ids, (set, frozenset)) else set(ids)
+        for shard in self._shards():
+            with pq.ParquetFile(shard) as file:
+                if file.metadata.num_rows == 0:
+                    continue
+                kind = (file.schema_arrow.metadata or {}).get(_KIND, b"Trace").decode()
+                if kind != cls.__name__:
+                    raise TypeError(f"{shard}: holds {kind} records, asked for {cls.__name__}")
+                table = file.read(columns=columns)
+            if wanted is not None:  # a Python set lookup per row: `pc.is_in` hashes the whole id set again per shard
+                table = table.filter(pa.array([i in wanted for i in table.column("id").to_pylist()], pa.bool_()))
+            yield table
 
     def records(self, cls: type[Record]) -> list[Record]:
         """All records in commit order, first copy of each id kept."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from stylealign.engines.base import SamplingParams
@@ -33,19 +32,19 @@ def _items(ctx: RunContext) -> list[WorkItem]:
     ]
 
 
-def iter_current_samples(ctx: RunContext) -> Iterator[Trace]:
-    """The samples the current config asks for (a run dir may also hold samples of earlier configs), streamed."""
+def current_sample_ids(ctx: RunContext) -> frozenset[str]:
+    """Ids of the samples the current config asks for (a run dir may also hold samples of earlier configs)."""
     k = ctx.config.sampling.k
 
     def sample_ids() -> frozenset[str]:
         return frozenset(content_id(item.key, j) for item in _items(ctx) for j in range(k))
 
-    ids = ctx.memo(f"sample_ids:{selection_key(ctx.problems_configs())}", sample_ids)
-    return ctx.store.stage(STAGE).iter_records(Trace, ids=ids)
+    return ctx.memo(f"sample_ids:{selection_key(ctx.problems_configs())}", sample_ids)
 
 
 def current_samples(ctx: RunContext) -> list[Trace]:
-    return list(iter_current_samples(ctx))
+    """The samples the current config asks for."""
+    return list(ctx.store.stage(STAGE).iter_records(Trace, ids=current_sample_ids(ctx)))
 
 
 def sample_stage(ctx: RunContext) -> dict[str, Any]:
@@ -72,11 +71,12 @@ def sample_stage(ctx: RunContext) -> dict[str, Any]:
     counts = run_batches(ctx.store, STAGE, items, build, ctx.console, batch_size=16)
     samples = correct = 0
     solved: set[str] = set()
-    for t in iter_current_samples(ctx):  # counted as they stream: 800K samples need not sit in memory for a summary
+    # counted as they stream, from two columns: 800K samples need not sit in memory, or be decoded, for a summary
+    for _, problem_id, ok in ctx.store.stage(STAGE).iter_columns(Trace, ["problem_id", "correct"], current_sample_ids(ctx)):
         samples += 1
-        if t.correct:
+        if ok:
             correct += 1
-            solved.add(t.problem_id)
+            solved.add(problem_id)
     return {
         "samples": samples,
         "accuracy": round(correct / samples, 4) if samples else 0.0,

@@ -37,7 +37,8 @@ from stylealign.metrics.reward import make_scorer
 from stylealign.records import Trace, content_id
 from stylealign.run.context import RunContext
 from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, template_id
-from stylealign.stages.sample import iter_current_samples
+from stylealign.stages.sample import STAGE as SAMPLES
+from stylealign.stages.sample import current_sample_ids
 from stylealign.store import work_keys
 from stylealign.streams.listing import stream_traces
 from stylealign.streams.registry import stream_spec
@@ -138,10 +139,10 @@ def _samples_profile_and_parents(ctx: RunContext, names: list[str], tokenize: To
     parents: dict[str, str] = {}
 
     def sample_texts() -> Iterator[str]:
-        for trace in iter_current_samples(ctx):
+        for trace_id, text in ctx.store.stage(SAMPLES).iter_columns(Trace, ["text"], current_sample_ids(ctx)):
             if "sample" in edited:
-                parents[trace.id] = trace.text
-            yield trace.text
+                parents[trace_id] = text
+            yield text
 
     profile = text_profile(sample_texts(), tokenize)
     for parent in edited - {"sample"}:
