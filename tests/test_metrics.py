@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from stylealign.metrics.drift import (
     ngram_counts,
     normalized_edit_distance,
     regex_tokenize,
+    text_profile,
 )
 from stylealign.metrics.reward import ClassifierReward, JudgeReward, parse_judge_score
 from stylealign.oracles.engine import OracleEngine
@@ -72,6 +74,19 @@ def test_drift_measures():
     assert 0 < js_divergence(a, b) < 1 and js_divergence(a, b) == pytest.approx(js_divergence(b, a))
     assert edit_distance("kitten", "sitting") == 3 and edit_distance("", "abc") == 3
     assert normalized_edit_distance("abcd", "abcd") == 0 and normalized_edit_distance("ab", "cd") == 1
+
+
+def test_text_profile_counts_every_text_whether_or_not_it_repeats() -> None:
+    """The profile reuses recent tokenizations; counts must be those of tokenizing every text afresh."""
+    rng = random.Random(3)
+    texts = [f"Step {rng.randrange(400)}: x = {rng.randrange(9)}\n\nSo {rng.randrange(3)}." for _ in range(1500)]
+    profile = text_profile(iter(texts), regex_tokenize)
+    tokens = [regex_tokenize(t) for t in texts]
+    assert profile.unigrams == Counter(tok for ts in tokens for tok in ts)
+    assert profile.bigrams == Counter(pair for ts in tokens for pair in zip(ts, ts[1:], strict=False))
+    assert profile.count == 1500 and len(set(texts)) > 256  # past the reuse window, and repeats within it
+    assert profile.mean_steps == pytest.approx(sum(len(split_steps(t)) for t in texts) / 1500)
+    assert profile.mean_length == pytest.approx(sum(map(len, texts)) / 1500)
 
 
 def textbook_levenshtein(a: str, b: str) -> int:
