@@ -8,6 +8,7 @@ reference), the student's perplexity on each, the share of SAR outputs identical
 share of tokens the student never trained on.
 
     .venv/bin/python benchmarks/lab.py [--problems 200] [--train-problems 100] [--no-rebuilds] [--student DIR]
+                                       [--set oracle_fraction=0.03 ...]
 """
 
 from __future__ import annotations
@@ -61,10 +62,17 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--no-rebuilds", action="store_true", help="skip the one-thread and other-seed rebuilds")
     parser.add_argument("--student", type=Path, help="measure this built student (e.g. the cached one) instead of building it")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="change one recipe value for this run (the mixture sweep: --set oracle_fraction=0.03)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="stylealign-lab-"))
     os.environ["STYLEALIGN_CACHE"] = str(root)
-    recipe = RECIPES["student"]
+    recipe = dict(RECIPES["student"])
+    for setting in args.set:
+        key, _, value = setting.partition("=")
+        if key not in recipe and key != "threads":
+            raise SystemExit(f"--set {setting}: no recipe value {key!r}; choose from {sorted(recipe)}")
+        recipe[key] = json.loads(value)
     if args.student:
         path, info = args.student, json.loads((args.student / "recipe.json").read_text(encoding="utf-8"))
         if info["recipe"] != recipe:
