@@ -45,10 +45,10 @@ RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_acto
 @contextmanager
 def few_collections(young: int = 100_000) -> Iterator[None]:
     """Run a stage with the cyclic GC collecting young objects every `young` allocations (CPython's default is
-    700), and older generations rarely. A stage allocates millions of short-lived records and metrics, none in
-    cycles; at the default the collector took a fifth of the score stage of 10K problems x 8 samples (41 s
-    instead of 53 s with it off). Reference counting still frees everything at once; the old thresholds
-    come back afterwards."""
+    700), and older generations rarely. A stage allocates millions of short-lived records and metrics, almost
+    none in cycles; at the default the collector took a fifth of the score stage of 10K problems x 8 samples
+    (41 s instead of 53 s with it off). Reference counting still frees what is not in a cycle at once; the
+    old thresholds come back afterwards."""
     old = gc.get_threshold()
     gc.set_threshold(young, 50, 100)
     try:
