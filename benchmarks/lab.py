@@ -76,7 +76,7 @@ def main() -> None:
     if args.student:
         path, info = args.student, json.loads((args.student / "recipe.json").read_text(encoding="utf-8"))
         if info["recipe"] != recipe:
-            raise SystemExit(f"{args.student} was built with another recipe than RECIPES['student']")
+            raise SystemExit(f"{args.student} was built with another recipe than this run's (RECIPES['student'] and --set)")
     else:
         path, info = build(recipe, root, "student")
     test = load_lab_problems("test", limit=args.problems)
