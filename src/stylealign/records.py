@@ -32,12 +32,23 @@ from stylealign.io import write_atomically
 json_string = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) writes for a str
 
 
+def json_value(value: Any) -> str:
+    """`value` as `json.dumps(..., sort_keys=True, ensure_ascii=False, default=str)` writes it inside a list or
+    dict; plain strings, None and ints without the encoder (ids and keys are made of them, millions a run)."""
+    kind = type(value)
+    if kind is str:
+        return json_string(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
 def content_id(*parts: Any) -> str:
-    """A short stable id from any JSON-able parts (sorted keys, so dict order never matters)."""
-    if all(type(part) in (str, int) for part in parts):  # the common case, written as json.dumps writes it
-        blob = "[" + ", ".join(json_string(p) if type(p) is str else int.__repr__(p) for p in parts) + "]"
-    else:
-        blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    """A short stable id from any JSON-able parts (sorted keys, so dict order never matters): the hash of the
+    JSON list `json.dumps` writes for them."""
+    blob = "[" + ", ".join(json_value(part) for part in parts) + "]"
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 

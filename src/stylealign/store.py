@@ -31,7 +31,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stylealign.io import write_atomically
-from stylealign.records import Problem, Record, Trace, content_id, from_table, json_string, to_table
+from stylealign.records import (
+    Problem,
+    Record,
+    Trace,
+    content_id,
+    from_table,
+    json_string,
+    json_value,
+    to_table,
+)
 
 _KEYS = b"stylealign.keys"
 _REQUIRED = object()  # read_json without a `missing` value: a missing file is an error
@@ -70,30 +79,18 @@ def work_keys(stage: str, varying: str, **parts: Any) -> Callable[[str], str]:
 def work_key_encoder(stage: str, **fixed: Any) -> Callable[..., str]:
     """`**parts -> work_key(stage, **fixed, **parts)`, with `fixed` encoded once: a stream keys each of its items
     (800K at 100K problems) with the same engines, templates and sampling. Gives exactly `work_key`'s keys."""
-    encoded = {name: _json_value(value) for name, value in fixed.items()}
+    encoded = {name: json_value(value) for name, value in fixed.items()}
     head = "[" + json_string(stage) + ", {"
 
     def key(**parts: Any) -> str:
         clash = parts.keys() & encoded.keys()
         if clash:
             raise TypeError(f"work key of {stage!r}: {sorted(clash)} given twice")
-        values = {**encoded, **{name: _json_value(value) for name, value in parts.items()}}
+        values = {**encoded, **{name: json_value(value) for name, value in parts.items()}}
         body = ", ".join(json_string(name) + ": " + values[name] for name in sorted(values))
         return hashlib.sha256((head + body + "}]").encode("utf-8")).hexdigest()[:16]
 
     return key
-
-
-def _json_value(value: Any) -> str:
-    """`value` as `work_key`'s JSON writes it inside its parts (plain strings, None and ints without the encoder)."""
-    kind = type(value)
-    if kind is str:
-        return json_string(value)
-    if value is None:
-        return "null"
-    if kind is int:
-        return int.__repr__(value)
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _write_then_rename(path: Path, write: Callable[[Path], object]) -> None:

@@ -59,23 +59,25 @@ class RunContext:
 
     def problems(self) -> list[Problem]:
         """The problems this run's config (and --limit) selects, even when the run directory holds more."""
-        selection = _selection_path(self.problems_configs())
-        if not (self.store.root / selection).exists():
-            raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
 
         def read() -> list[Problem]:
-            wanted = self.store.read_json(selection)
+            selection = _selection_path(self.problems_configs())
+            wanted = self.store.read_json(selection, missing=None)
+            if wanted is None:
+                raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
             by_id = {p.id: p for p in self.store.stage("problems").records(Problem)}
             return [by_id[i] for i in wanted]
 
-        return list(self.memo(f"problems:{selection}", read))
+        return list(self.memo("problems", read))
 
     def memo(self, key: str, build: Callable[[], T]) -> T:
-        """`build()` once per context: what every stage derives from the problem selection (the problems, the
-        current samples' ids) costs seconds at 100K problems. `set_problems` forgets it all."""
-        if key not in self._memo:
-            self._memo[key] = build()
-        return self._memo[key]
+        """`build()` once per context and problem selection (`--limit` may change it): what every stage derives
+        from the selection (the problems, the samples' work keys and ids) costs seconds at 100K problems.
+        `set_problems` forgets it all."""
+        scoped = f"{_selection_path(self.problems_configs())}:{key}"
+        if scoped not in self._memo:
+            self._memo[scoped] = build()
+        return self._memo[scoped]
 
     def set_problems(self, problems: list[Problem]) -> None:
         """Make `problems` this config's problem set: how `load` stores them, and how Python callers bring their own."""

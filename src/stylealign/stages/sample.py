@@ -6,7 +6,7 @@ from typing import Any
 
 from stylealign.engines.base import SamplingParams
 from stylealign.records import Trace, content_id
-from stylealign.run.context import RunContext, selection_key
+from stylealign.run.context import RunContext
 from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, sample_and_grade, template_id
 from stylealign.store import work_key
 
@@ -19,27 +19,28 @@ def _sampling(ctx: RunContext) -> SamplingParams:
 
 
 def _items(ctx: RunContext) -> list[WorkItem]:
+    """One keyed item per problem, built once per run context (the stage and the readers of its samples need them)."""
     cfg = ctx.config
-    engine_cfg = engine_id(cfg.student.engine)
-    template, sampling = template_id(ctx.student_template()), _sampling(ctx).to_dict()
-    return [
-        WorkItem(
-            work_key(STAGE, model=engine_cfg, template=template, sampling=sampling, k=cfg.sampling.k,
-                     seed=cfg.seed, problem=content_id(p.id, p.question, p.answer)),
-            p,
-        )
-        for p in ctx.problems()
-    ]
+
+    def items() -> list[WorkItem]:
+        engine_cfg = engine_id(cfg.student.engine)
+        template, sampling = template_id(ctx.student_template()), _sampling(ctx).to_dict()
+        return [
+            WorkItem(
+                work_key(STAGE, model=engine_cfg, template=template, sampling=sampling, k=cfg.sampling.k,
+                         seed=cfg.seed, problem=content_id(p.id, p.question, p.answer)),
+                p,
+            )
+            for p in ctx.problems()
+        ]
+
+    return ctx.memo("sample_items", items)
 
 
 def current_sample_ids(ctx: RunContext) -> frozenset[str]:
     """Ids of the samples the current config asks for (a run dir may also hold samples of earlier configs)."""
     k = ctx.config.sampling.k
-
-    def sample_ids() -> frozenset[str]:
-        return frozenset(content_id(item.key, j) for item in _items(ctx) for j in range(k))
-
-    return ctx.memo(f"sample_ids:{selection_key(ctx.problems_configs())}", sample_ids)
+    return ctx.memo("sample_ids", lambda: frozenset(content_id(item.key, j) for item in _items(ctx) for j in range(k)))
 
 
 def current_samples(ctx: RunContext) -> list[Trace]:

@@ -20,6 +20,5 @@ def write_listing(store: RunStore, name: str, traces: Sequence[Trace]) -> None:
 def stream_traces(store: RunStore, name: str) -> list[Trace]:
     """The current traces of stream `name` (all of its records if no run listed them yet)."""
     stage = store.stage(f"stream_{name}")
-    if not (store.root / "streams" / f"{name}.json").exists():
-        return stage.records(Trace)
-    return list(stage.iter_records(Trace, ids=store.read_json(f"streams/{name}.json")))
+    listed = store.read_json(f"streams/{name}.json", missing=None)
+    return stage.records(Trace) if listed is None else list(stage.iter_records(Trace, ids=listed))
