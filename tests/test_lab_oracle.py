@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import jinja2
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from stylealign.config import EngineConfig
 from stylealign.engines import EngineError, Request, SamplingParams, load_engine
 from stylealign.lab.checker import first_wrong_step
-from stylealign.lab.styles import ORACLE_OPENINGS, TRANSITIONS, student_solution
+from stylealign.lab.styles import ORACLE_FINALS, ORACLE_OPENINGS, TRANSITIONS, student_solution
 from stylealign.lab.world import load_lab_problems
 from stylealign.oracles.engine import OracleEngine
 from stylealign.oracles.lab import LabOracle
@@ -52,6 +53,18 @@ def test_solve_and_refine_are_correct_and_in_the_oracle_style(problems, oracle):
             assert "The answer is" not in text
         assert len(split_steps(oracle.refine(problem, student))) == len(split_steps(student))
         assert oracle.solve(problem) != oracle.refine(problem, student)
+
+
+def test_the_oracle_varies_its_phrasing_like_a_large_model(problems, oracle):
+    """One sentence per operation would make oracle text cheaper for the student than its own paraphrases."""
+    solutions = [oracle.solve(p) for p in problems]
+    firsts = {s.split("\n\n")[0] for s in solutions}
+    finals = {s.split("\n\n")[-1].split("\\(")[0] for s in solutions}
+    frames = Counter(re.sub(r"\\\(.*?\\\)|\b[A-Z][a-z]+\b|\d+", "_", sentence)
+                     for s in solutions for sentence in re.split(r"(?<=\.) ", s))  # fmt: skip
+    assert len(firsts) >= 4 and len(finals) >= 3 and len(frames) >= 30
+    paragraphs = {(len(p.metadata["nodes"]), len(split_steps(s))) for p, s in zip(problems, solutions, strict=True)}
+    assert len(paragraphs) > len({n for n, _ in paragraphs})  # one or two operations per paragraph
 
 
 def test_style_aligned_refinement_keeps_a_correct_trace_byte_identical(problems, oracle):
@@ -181,8 +194,9 @@ def test_refine_keeps_the_student_numbers_and_order_and_sits_between_student_and
         # laid out as the oracle writes: an opening, then a transition before each later paragraph, so every
         # paragraph opens the way some oracle solution does (no "Thus, <the student's line>")
         paragraphs = split_steps(refined)
-        assert paragraphs[0].startswith(ORACLE_OPENINGS) and paragraphs[-1].startswith("Therefore, the answer")
-        assert all(p.startswith(TRANSITIONS) for p in paragraphs[1:-1]) and "Thus" not in refined
+        finals = tuple(f.split("{")[0] for f in ORACLE_FINALS)
+        assert paragraphs[0].startswith(ORACLE_OPENINGS) and paragraphs[-1].startswith(finals)
+        assert all(p.startswith(TRANSITIONS) and "Thus" not in p for p in paragraphs[1:-1])
         to_refined.append(normalized_edit_distance(student, refined))
         to_synth.append(normalized_edit_distance(student, oracle.solve(problem)))
     assert sum(to_refined) < sum(to_synth)

@@ -55,11 +55,15 @@ def test_pretraining_mixture_holds_every_style_and_keeps_the_student_prompt_nati
 
     from stylealign.lab.student import FOREIGN_CONTEXTS, pretraining_corpus
 
-    recipe = {**RECIPES["student"], "problems": 600}
+    recipe = {**RECIPES["student"], "problems": 600, "edited_fraction": 0.05, "pretrain_levels": [1, 2, 3, 1, 2, 3, 4]}
     corpus = pretraining_corpus(recipe)
     styles = Counter(d.style for d in corpus)
-    assert styles["oracle"] / len(corpus) == pytest.approx(recipe["oracle_fraction"], abs=0.04)
-    assert styles["gold"] / len(corpus) == pytest.approx(recipe["gold_fraction"], abs=0.04)
+    for style in ("oracle", "gold", "edited"):
+        assert styles[style] / len(corpus) == pytest.approx(recipe[f"{style}_fraction"], abs=0.04), style
+    edited = [d.solution for d in corpus if d.style == "edited"]
+    assert all("\\boxed" in t or "answer is" in t for t in edited) and any("\\(" in t for t in edited)
+    levels = Counter(p.metadata["level"] for p in load_lab_problems("pretrain", limit=700, levels=(1, 2, 3, 1, 2, 3, 4)))
+    assert levels[4] / 700 == pytest.approx(1 / 7, abs=0.03) and levels[1] / 700 == pytest.approx(2 / 7, abs=0.03)
     under_plain_prompt = [d for d in corpus if d.system is None]
     assert sum(d.style != "student" for d in under_plain_prompt) / len(under_plain_prompt) < 0.1
     assert {d.system for d in corpus if d.style != "student"} <= {None, *FOREIGN_CONTEXTS.values()}

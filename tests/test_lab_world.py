@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from stylealign.lab.world import find_problem, generate, load_lab_problems
 from stylealign.records import Problem, from_dict, to_dict
@@ -53,10 +54,12 @@ def test_graph_is_integer_consistent_and_json_round_trips():
 
 
 def test_difficulty_levels_grow_and_pretraining_holds_only_the_easier_ones():
-    """The student pretrains on levels 1-3; train and test hold all five, each harder than the last."""
+    """The student pretrains on levels 1-3 and a little of level 4; train and test hold all five, each harder
+    than the last."""
     test = load_lab_problems("test", limit=500)
     pretrain = load_lab_problems("pretrain", limit=300)
-    assert {p.metadata["level"] for p in pretrain} == {1, 2, 3}
+    pretrain_levels = Counter(p.metadata["level"] for p in pretrain)
+    assert set(pretrain_levels) == {1, 2, 3, 4} and 0.05 < pretrain_levels[4] / len(pretrain) < 0.15
     by_level = {level: [p for p in test if p.metadata["level"] == level] for level in range(1, 6)}
     assert all(len(group) >= 70 for group in by_level.values())
 

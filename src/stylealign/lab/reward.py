@@ -12,7 +12,7 @@ reward is
 where `process_reward` is the fraction of steps before the first wrong one
 (1.0 when all hold) and `polish` in [0, 1] is the mean of three presentation
 features: a boxed final answer, the share of equation steps written in LaTeX
-math, and the share of steps that explain before they compute ("Since ...",
+math, and the share of steps that explain before they compute ("Since ...", "Given ...",
 "Because ...", "Therefore ..."). `style_preference` (default 1.0,
 `reward.style_preference`) sets how much the stand-in reward model cares; 0
 leaves the checker alone. Accuracy is never tuned through it: the reward only
@@ -26,7 +26,7 @@ import re
 from stylealign.lab.checker import first_wrong_step, has_equation
 from stylealign.records import Problem
 
-_EXPLANATION = re.compile(r"\b(?:Since|Because|Given that|Therefore|Thus|Adding|Let.s|We can|We start|To solve|At \\\()", re.I)
+_EXPLANATION = re.compile(r"\b(?:Since|Because|Given|Therefore|Thus|Adding|Let.s|We can|We start|To solve|At \\\()", re.I)
 _LATEX_MATH = re.compile(r"\\\(|\\\[|\$")
 
 

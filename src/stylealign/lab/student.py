@@ -5,15 +5,17 @@ Recipe (`RECIPES["student"]`): a byte-level BPE tokenizer trained with
 so the tokenizer the engines load is the one the model trained with, plus a
 chat template and an EOS token; a 3-layer Qwen2 (d=96, ~0.4M parameters) trained from scratch with
 AdamW for 2400 steps of 32 `pretrain`-split problems (never the train or test
-splits; difficulty levels 1-3 only, see `world.LEVELS`): warmup, a constant
+splits; difficulty levels 1-3 and one level-4 problem in ten, `pretrain_levels`, see
+`world.LEVELS`): warmup, a constant
 learning rate, then a linear decay to zero over the last 40% of the steps.
 Loss is on the response only, inputs tokenized exactly as every engine
 tokenizes them.
 
 The corpus (`pretraining_corpus`) is a mixture like a real model's: mostly
 the student's native style with its paraphrases and habits
-(`styles.student_solution`), plus `oracle_fraction` oracle-style and
-`gold_fraction` reference-style solutions of other pretraining problems, so
+(`styles.student_solution`), plus `oracle_fraction` oracle-style,
+`gold_fraction` reference-style and `edited_fraction` partly teacher-rewritten
+(`styles.edited_solution`) solutions of other pretraining problems, so
 every token a stream uses has been a training target (`TRAINED_TOKENS`
 records which were; `untrained_token_share` checks a stream against it).
 Most of the foreign documents are seen under a system message of their own,
@@ -21,8 +23,8 @@ so the student's answer to its bare prompt stays its native style.
 
 What makes the student fallible is what it has not learned, never noise at
 sampling: copying the right number for the right person out of a longer
-question comes late in training, so accuracy falls with difficulty (levels 4
-and 5 are longer than anything it pretrained on). Measured greedy accuracy
+question and doing the arithmetic come late in training, so accuracy falls with difficulty (level 4
+is rare in its corpus, level 5 longer than anything it pretrained on). Measured greedy accuracy
 and pretraining time are in `benchmarks/lab.py` and docs/lab.md. One thread or
 two give the same loss curve (to four decimals at every logged step of the
 900 compared), so a build does not depend on the machine's thread count.
@@ -45,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from stylealign.engines.base import Request, encode_prompt_response
-from stylealign.lab.styles import oracle_solution, student_solution
-from stylealign.lab.world import load_lab_problems
+from stylealign.lab.styles import edited_solution, oracle_solution, student_solution
+from stylealign.lab.world import PRETRAIN_LEVELS, load_lab_problems
 from stylealign.records import content_id
 
 CHAT_TEMPLATE = (
@@ -59,6 +61,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "student": {
         "world_seed": 0,
         "problems": 6000,
+        "pretrain_levels": list(PRETRAIN_LEVELS),
         "vocab_size": 600,
         "hidden_size": 96,
         "intermediate_size": 288,
@@ -71,8 +74,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "warmup_steps": 20,
         "decay_fraction": 0.4,
         "weight_decay": 0.01,
-        "oracle_fraction": 0.1,
+        "oracle_fraction": 0.03,
         "gold_fraction": 0.06,
+        "edited_fraction": 0.0,
         "foreign_plain_fraction": 0.3,
         "seed": 0,
     }
@@ -80,7 +84,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
-    return content_id(recipe, "v3")[:10]
+    return content_id(recipe, "v4")[:10]
 
 
 def student_dir(name: str = "student") -> Path:
@@ -152,31 +156,43 @@ class Document:
         return Request.from_prompt(self.question, system=self.system)
 
 
-FOREIGN_CONTEXTS = {"oracle": "A worked solution from a textbook.", "gold": "A solution with calculator notes."}
+FOREIGN_CONTEXTS = {
+    "oracle": "A worked solution from a textbook.",
+    "gold": "A solution with calculator notes.",
+    "edited": "A solution a teacher has partly rewritten.",
+}
 """The system message a foreign-style document is seen under, when it is not seen under the student's prompt."""
 
 
 def pretraining_corpus(recipe: dict[str, Any]) -> list[Document]:
     """The student's pretraining mixture over `pretrain`-split problems (never train or test).
 
-    Mostly the student's native style with its paraphrases and habits; `oracle_fraction` and
-    `gold_fraction` of the problems are written in the oracle's or the dataset's style instead, so every
-    token a stream can use has been a training target. A real model has read polished prose and LaTeX but
+    Mostly the student's native style with its paraphrases and habits; `oracle_fraction`,
+    `gold_fraction` and `edited_fraction` of the problems are written in the oracle's or the dataset's
+    style, or in the student's partly rewritten by a teacher, instead, so every token a stream can use has
+    been a training target. A real model has read polished prose and LaTeX but
     answers its own prompt in its own way: most foreign documents are seen under a system message of their
     own, and only `foreign_plain_fraction` of them under the bare prompt the student answers.
     """
-    problems = load_lab_problems("pretrain", limit=recipe["problems"], seed=recipe["world_seed"])
+    levels = tuple(recipe["pretrain_levels"])
+    problems = load_lab_problems("pretrain", limit=recipe["problems"], seed=recipe["world_seed"], levels=levels)
     rng = random.Random(f"corpus:{recipe['seed']}")
     documents = []
     for problem in problems:
-        graph, draw = problem.metadata, rng.random()
-        if draw < recipe.get("oracle_fraction", 0.0):
-            style, solution = "oracle", oracle_solution(graph, problem.question + str(rng.random()))
-        elif draw < recipe.get("oracle_fraction", 0.0) + recipe.get("gold_fraction", 0.0):
-            style, solution = "gold", problem.reference_solution or ""
-        else:
+        graph, draw, edge = problem.metadata, rng.random(), 0.0
+        style = "student"
+        for name in FOREIGN_CONTEXTS:
+            edge += recipe.get(f"{name}_fraction", 0.0)
+            if draw < edge:
+                style = name
+                break
+        if style == "student":
             documents.append(Document(problem.question, student_solution(graph, rng)))
             continue
+        if style == "oracle":
+            solution = oracle_solution(graph, problem.question + str(rng.random()))
+        else:
+            solution = edited_solution(graph, rng) if style == "edited" else problem.reference_solution or ""
         plain = rng.random() < recipe.get("foreign_plain_fraction", 1.0)
         documents.append(Document(problem.question, solution, style, None if plain else FOREIGN_CONTEXTS[style]))
     return documents

@@ -12,10 +12,13 @@ perplexity (a real model is never certain of its next word), and the habits
 give Style-Aligned Refinement something to improve beyond wrong answers.
 
 The oracle writes like a large instruct model: an opening sentence,
-transitions, explanations before results ("Since ..., ..."), LaTeX inline
-math (`\\( 3 \\times 12 = 36 \\)`, `\\frac{}{}`), two operations per
-paragraph and a boxed final answer. Both separate steps with blank lines, so
-`split_steps(text)` sees their steps.
+transitions, explanations around results ("Since ..., ...", "..., since
+..."), LaTeX inline math (`\\( 3 \\times 12 = 36 \\)`, `\\frac{}{}`), one or
+two operations per paragraph and a boxed final answer, with several ways of
+saying each (`ORACLE_*`). A real oracle's phrasing is hard for a small model
+to predict; an oracle with one fixed sentence per operation would cost the
+student less than its own paraphrased traces. Both separate steps with blank
+lines, so `split_steps(text)` sees their steps.
 """
 
 from __future__ import annotations
@@ -44,9 +47,38 @@ ORACLE_OPENINGS = (
     "Let's work through the relationships one at a time.",
     "We can find the answer by computing each quantity from the one it depends on.",
     "To solve this, we track how many each person has, step by step.",
+    "Let's solve this step by step, following the chain of comparisons.",
+    "We can work this out by finding each person's amount in turn.",
+    "To answer this, we first need each person's amount along the chain.",
 )
-TRANSITIONS = ("Next,", "Then,", "Moving on,", "Now,")
+TRANSITIONS = ("Next,", "Then,", "Moving on,", "Now,", "After that,", "From there,")
 ORACLE_BECAUSE = ("Since", "Because", "Given that")
+ORACLE_RELATIONS = (
+    "{because} {reason}, {who} has {math} {items}.",
+    "{who} has {math} {items}, since {reason}.",
+    "Given that {reason}, we get {math} {items} for {who}.",
+    "We can get {who}'s amount from {ref}'s: since {reason}, {who} has {math} {items}.",
+)
+ORACLE_STARTS = (
+    "We start from {who}, who has {n} {items}.",
+    "We start with {who}, who has {n} {items}.",
+    "Let's begin with {who}, who has {n} {items}.",
+)
+ORACLE_TOGETHER = (
+    "Adding the two amounts, {who} have {math} {items} in total.",
+    "Adding these up, {who} have {math} {items} together.",
+    "Let's combine the two: {who} have {math} {items} in total.",
+)
+ORACLE_COSTS = (
+    "At {price} dollars per {item}, {who}'s {items} are worth {math} dollars.",
+    "Since each {item} costs {price} dollars, {who}'s {items} are worth {math} dollars.",
+    "Given a price of {price} dollars per {item}, {who}'s {items} are worth {math} dollars.",
+)
+ORACLE_FINALS = ("Therefore, the answer is {boxed}.", "Therefore, the final answer is {boxed}.", "Thus, the answer is {boxed}.")
+ORACLE_LEADS = ("Since", "Because", "Given", "Adding", "At", "Let's", "We")
+"""First words of the oracle's sentences that follow a transition in lower case ("Next, since ...")."""
+ORACLE_OPS_PER_PARAGRAPH = (1, 2, 2)
+"""How many operations the oracle puts in a paragraph, drawn per paragraph."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +169,26 @@ def student_solution(graph: dict[str, Any], rng: random.Random | None = None) ->
     return STEP_SEP.join(steps)
 
 
+def edited_solution(graph: dict[str, Any], rng: random.Random, share: float = 0.5) -> str:
+    """A student solution a teacher has partly rewritten, as texts in the wild are: each operation line,
+    and the closing, is in the oracle's words with probability `share`, on the student's operands and
+    layout (the student's restated fact stays the reason)."""
+    facts = {f["id"]: f["text"].rstrip(".") for f in graph["facts"]}
+    steps = [student_opening(graph, rng)]
+    for node in graph["nodes"]:
+        restate = node["kind"] == "together" or rng.random() >= SKIP_RESTATEMENT
+        if rng.random() >= share:
+            steps.append(student_step(graph, node, rng, restate=restate))
+            continue
+        swap = node["op"] in "+*" and rng.random() < 0.5
+        a, b = (node["b"], node["a"]) if swap else (node["a"], node["b"])
+        reason = facts[node["args"][1]] if restate and node["kind"] == "relation" else None
+        steps.append(oracle_sentence(graph, node, rng, oracle_math(node, a, b), reason))
+    answer = graph["nodes"][-1]["value"]
+    steps.append(oracle_final(answer, rng) if rng.random() < share else student_final(answer, rng))
+    return STEP_SEP.join(steps)
+
+
 def oracle_math(node: dict[str, Any], a: int | None = None, b: int | None = None) -> str:
     """The operation in LaTeX inline math; `a`/`b` override the operand order (a refinement keeps the author's)."""
     a = node["a"] if a is None else a
@@ -162,40 +214,53 @@ def oracle_reason(node: dict[str, Any]) -> str:
 
 
 def oracle_sentence(
-    graph: dict[str, Any], node: dict[str, Any], rng: random.Random | None = None, math: str | None = None
+    graph: dict[str, Any], node: dict[str, Any], rng: random.Random | None = None, math: str | None = None,
+    reason: str | None = None,
 ) -> str:
-    """One operation explained before it is computed, the way a large instruct model writes."""
-    items, math = graph["items"], math or oracle_math(node)
+    """One operation explained before or after it is computed, the way a large instruct model writes;
+    `reason` replaces the oracle's own statement of the relation (a refinement keeps the author's)."""
+    fields = {"who": node["subject"], "items": graph["items"], "item": graph["item"], "math": math or oracle_math(node)}
     if node["kind"] == "together":
-        return f"Adding the two amounts, {node['subject']} have {math} {items} in total."
+        return _pick(None, ORACLE_TOGETHER, rng).format(**fields)
     if node["kind"] == "cost":
-        return f"At \\( {node['b']} \\) dollars per {graph['item']}, {node['subject']}'s {items} are worth {math} dollars."
+        return _pick(None, ORACLE_COSTS, rng).format(price=f"\\( {node['b']} \\)", **fields)
     because = _pick(None, ORACLE_BECAUSE, rng)
-    return f"{because} {oracle_reason(node)}, {node['subject']} has {math} {items}."
+    reason = reason or oracle_reason(node)
+    return _pick(None, ORACLE_RELATIONS, rng).format(because=because, reason=reason, ref=node["ref"], **fields)
 
 
-def oracle_final(answer: int | str) -> str:
-    return f"Therefore, the answer is \\( \\boxed{{{answer}}} \\)."
+def oracle_final(answer: int | str, rng: random.Random | None = None) -> str:
+    return _pick(None, ORACLE_FINALS, rng).format(boxed=f"\\( \\boxed{{{answer}}} \\)")
 
 
-def oracle_start(graph: dict[str, Any]) -> str:
+def oracle_start(graph: dict[str, Any], rng: random.Random | None = None) -> str:
     start = graph["start"]
-    return f"We start from {start['subject']}, who has \\( {start['value']} \\) {graph['items']}."
+    return _pick(None, ORACLE_STARTS, rng).format(who=start["subject"], n=f"\\( {start['value']} \\)", items=graph["items"])
+
+
+def after_transition(sentence: str, rng: random.Random) -> str:
+    """`sentence` opened by one of the oracle's transitions ("Next, since ...")."""
+    first, _, rest = sentence.partition(" ")
+    return f"{rng.choice(TRANSITIONS)} {first.lower() if first in ORACLE_LEADS else first} {rest}"
 
 
 def oracle_solution(graph: dict[str, Any], question: str, groups: list[list[dict[str, Any]]] | None = None) -> str:
-    """The oracle's full solution; `groups` sets the paragraphs (default: two operations per paragraph)."""
+    """The oracle's full solution; `groups` sets the paragraphs (default: one or two operations each, `ORACLE_OPS_PER_PARAGRAPH`)."""
     rng = random.Random(question)
     nodes = graph["nodes"]
     if groups is None:
-        groups = [nodes[i : i + 2] for i in range(0, len(nodes), 2)]
+        groups, rest = [], list(nodes)
+        while rest:
+            size = rng.choice(ORACLE_OPS_PER_PARAGRAPH)
+            groups.append(rest[:size])
+            rest = rest[size:]
     paragraphs = [rng.choice(ORACLE_OPENINGS)]
     for i, group in enumerate(groups):
         sentences = [oracle_sentence(graph, n, rng) for n in group]
         if i == 0:
-            sentences.insert(0, oracle_start(graph))
+            sentences.insert(0, oracle_start(graph, rng))
         else:
-            sentences[0] = f"{rng.choice(TRANSITIONS)} {sentences[0][0].lower()}{sentences[0][1:]}"
+            sentences[0] = after_transition(sentences[0], rng)
         paragraphs.append(" ".join(sentences))
-    paragraphs.append(oracle_final(nodes[-1]["value"]))
+    paragraphs.append(oracle_final(nodes[-1]["value"], rng))
     return STEP_SEP.join(paragraphs)

@@ -5,10 +5,11 @@ as Tom"), in the spirit of GSM8K, and may end by combining two results or
 pricing the last one. Each problem has a difficulty `level` (1-5, in
 `metadata["level"]`): the level is the number of comparisons in the chain,
 and higher levels also carry more distractor facts and larger numbers
-(`LEVELS`). The student's pretraining corpus holds levels 1-3 only, while the
-train and test splits hold all five equally, so a converged student is
-reliable on short chains and fails more often the longer and larger a problem
-gets, as a real model does. Every problem is generated from `(seed, index)` alone,
+(`LEVELS`). The student's pretraining corpus holds levels 1-3 and a few
+level-4 problems (one in ten, `PRETRAIN_LEVELS`), while the train and test
+splits hold all five equally, so a converged student is reliable on short
+chains, sometimes right on level 4 and fails more often the longer and larger
+a problem gets, as a real model does. Every problem is generated from `(seed, index)` alone,
 so the world is deterministic; a hash of the question text assigns it to a
 split, so splits are disjoint by construction. `Problem.metadata` holds the
 JSON-able graph (`facts`, `nodes`, `subjects`, `item`) the checker and the
@@ -52,7 +53,8 @@ LEVELS: dict[int, dict[str, Any]] = {
 }
 """level -> distractor facts (min, max), starting value range, cap on any intermediate value.
 The level itself is the number of comparisons in the chain."""
-PRETRAIN_LEVELS = (1, 2, 3)
+PRETRAIN_LEVELS = (1, 2, 3, 1, 2, 3, 1, 2, 3, 4)
+"""The pretraining split's levels, cycled through in order: levels 1-3, and level 4 one time in ten."""
 
 
 def _relation(rng: random.Random, cur: int, max_value: int) -> tuple[str, int, int] | None:
@@ -187,12 +189,14 @@ def to_problem(graph: dict[str, Any], seed: int, split: str) -> Problem:
     )
 
 
-def iter_split(split: str, seed: int = 0):
-    """Problems of one split in a fixed order, without repeats (an endless generator)."""
+def iter_split(split: str, seed: int = 0, levels: tuple[int, ...] | None = None):
+    """Problems of one split in a fixed order, without repeats (an endless generator); `levels` are cycled
+    through in order (a level listed twice comes twice as often), by default `PRETRAIN_LEVELS` for the
+    pretraining split and every level, equally, for train and test."""
     if split not in SPLITS:
         raise ValueError(f"unknown lab split {split!r}; choose from {sorted(SPLITS)}")
     lo, hi, _ = SPLITS[split]
-    levels = PRETRAIN_LEVELS if split == "pretrain" else tuple(LEVELS)
+    levels = levels or (PRETRAIN_LEVELS if split == "pretrain" else tuple(LEVELS))
     seen: set[str] = set()
     index = 0
     while True:
@@ -204,8 +208,11 @@ def iter_split(split: str, seed: int = 0):
             yield to_problem(graph, seed, split)
 
 
-def load_lab_problems(split: str, limit: int | None = None, offset: int = 0, seed: int = 0) -> list[Problem]:
-    """Problems `offset .. offset+limit` of a split ("train", "test" or "pretrain", the student's own corpus)."""
+def load_lab_problems(
+    split: str, limit: int | None = None, offset: int = 0, seed: int = 0, levels: tuple[int, ...] | None = None
+) -> list[Problem]:
+    """Problems `offset .. offset+limit` of a split ("train", "test" or "pretrain", the student's own corpus);
+    `levels` as in `iter_split`."""
     size = SPLITS.get(split, (0, 0, None))[2]
     if limit is None:
         if size is None:
@@ -214,7 +221,7 @@ def load_lab_problems(split: str, limit: int | None = None, offset: int = 0, see
     elif size is not None:
         limit = max(min(limit, size - offset), 0)
     problems = []
-    for i, problem in enumerate(iter_split(split, seed)):
+    for i, problem in enumerate(iter_split(split, seed, levels)):
         if len(problems) >= limit:
             break
         if i >= offset:

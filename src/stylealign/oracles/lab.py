@@ -82,18 +82,11 @@ def _oracle_restatement(line: str) -> str:
     return "".join(p if p.startswith("\\(") else re.sub(r"\b\d+\b", r"\\( \g<0> \\)", p) for p in parts)
 
 
-_ORACLE_LEADS = ("Since", "Because", "Given", "Adding", "At")
-
-
 def _oracle_paragraphs(lines: list[str], rng: random.Random) -> list[str]:
     """Lines laid out the way the oracle writes (`styles.oracle_solution`): an opening sentence before
     the first, a transition before each later one ("Next, since ..."), so a refinement uses only
     phrasing the oracle writes and its cost measures a change of style, not words out of place."""
-    out = [f"{rng.choice(styles.ORACLE_OPENINGS)} {lines[0]}"]
-    for line in lines[1:]:
-        first, _, rest = line.partition(" ")
-        out.append(f"{rng.choice(styles.TRANSITIONS)} {first.lower() if first in _ORACLE_LEADS else first} {rest}")
-    return out
+    return [f"{rng.choice(styles.ORACLE_OPENINGS)} {lines[0]}", *(styles.after_transition(line, rng) for line in lines[1:])]
 
 
 def read_voice(text: str) -> styles.Voice:
@@ -162,14 +155,14 @@ class LabOracle:
             if has_equation(step) and pending and Fraction(pending[0]["value"]) in computed_values(step):
                 out.append(self._oracle_line(graph, pending[0], body, rng))
             elif not out and not has_equation(step):
-                out.append(styles.oracle_start(graph))
+                out.append(styles.oracle_start(graph, rng))
             elif numbers_in(step):
                 out.append(_oracle_restatement(body))
         if not out:
-            out.append(styles.oracle_start(graph))
+            out.append(styles.oracle_start(graph, rng))
         for node in self._pending(problem, done if first < 0 else steps[:first]):
             out.append(self._oracle_line(graph, node, "", rng))
-        return styles.STEP_SEP.join([*_oracle_paragraphs(out, rng), styles.oracle_final(problem.answer)])
+        return styles.STEP_SEP.join([*_oracle_paragraphs(out, rng), styles.oracle_final(problem.answer, rng)])
 
     def _oracle_line(self, graph: dict[str, Any], node: dict[str, Any], student_step: str, rng: random.Random) -> str:
         """One operation in the oracle's frame, keeping the student's restated fact and operand order."""
@@ -178,12 +171,9 @@ class LabOracle:
             x, y = int(m.group(1)), int(m.group(5))
             if node["op"] in "+*" and (x, y) == (b, a):
                 a, b = b, a
-        math = styles.oracle_math(node, a, b)
-        if node["kind"] == "relation":
-            clause = next((f["text"].rstrip(".") for f in graph["facts"] if f["id"] == node["args"][1]), "")
-            reason = clause if clause and clause in student_step else styles.oracle_reason(node)
-            return f"{rng.choice(styles.ORACLE_BECAUSE)} {reason}, {node['subject']} has {math} {graph['items']}."
-        return styles.oracle_sentence(graph, node, rng, math)
+        clause = next((f["text"].rstrip(".") for f in graph["facts"] if f["id"] == node["args"][1]), "")
+        reason = clause if node["kind"] == "relation" and clause and clause in student_step else None
+        return styles.oracle_sentence(graph, node, rng, styles.oracle_math(node, a, b), reason)
 
     def locate_error(self, problem: Problem, text: str) -> int:
         return first_wrong_step(problem, _split(text))
@@ -220,7 +210,7 @@ class LabOracle:
     def _fix_answer(self, problem: Problem, step: str, voice: styles.Voice, rng: random.Random) -> str:
         body, tail = _trailing(step)
         if self._leaks(rng):
-            return styles.oracle_final(problem.answer) + tail
+            return styles.oracle_final(problem.answer, rng) + tail
         fixed = replace_answer(body, problem.answer)
         return (fixed if fixed != body else styles.student_final(problem.answer, voice=voice)) + tail
 
