@@ -5,9 +5,9 @@ Recipe (`RECIPES["student"]`): a byte-level BPE tokenizer trained with
 so the tokenizer the engines load is the one the model trained with, plus a
 chat template and an EOS token; a 3-layer Qwen2 (d=96, ~0.4M parameters) trained from scratch with
 AdamW for 2400 steps of 32 `pretrain`-split problems (never the train or test
-splits; difficulty levels 1-3 and one level-4 problem in ten, `pretrain_levels`, see
-`world.LEVELS`): warmup, a constant
-learning rate, then a linear decay to zero over the last 40% of the steps.
+splits; difficulty levels 1-3 and one level-4 problem in ten: `pretrain_levels`,
+see `world.LEVELS`): warmup, a constant learning rate, then a linear decay to
+zero over the last 40% of the steps.
 Loss is on the response only, inputs tokenized exactly as every engine
 tokenizes them.
 
@@ -23,11 +23,12 @@ so the student's answer to its bare prompt stays its native style.
 
 What makes the student fallible is what it has not learned, never noise at
 sampling: copying the right number for the right person out of a longer
-question and doing the arithmetic come late in training, so accuracy falls with difficulty (level 4
-is rare in its corpus, level 5 longer than anything it pretrained on). Measured greedy accuracy
-and pretraining time are in `benchmarks/lab.py` and docs/lab.md. One thread or
-two give the same loss curve (to four decimals at every logged step of the
-900 compared), so a build does not depend on the machine's thread count.
+question, then doing its arithmetic, come late in training (docs/lab.md), so
+accuracy falls with difficulty (level 4 is rare in its corpus, level 5 longer
+than anything it pretrained on). Measured greedy accuracy and pretraining time
+are in `benchmarks/lab.py` and docs/lab.md. A build with one thread and one
+with two give byte-identical weights, so a build does not depend on the
+machine's thread count.
 
 The result is cached under `cache_dir()/lab/<name>-<recipe hash>` and written
 atomically (built in a temporary folder, then renamed), so a second call is
@@ -168,10 +169,9 @@ def pretraining_corpus(recipe: dict[str, Any]) -> list[Document]:
     """The student's pretraining mixture over `pretrain`-split problems (never train or test).
 
     Mostly the student's native style with its paraphrases and habits; `oracle_fraction`,
-    `gold_fraction` and `edited_fraction` of the problems are written in the oracle's or the dataset's
-    style, or in the student's partly rewritten by a teacher, instead, so every token a stream can use has
-    been a training target. A real model has read polished prose and LaTeX but
-    answers its own prompt in its own way: most foreign documents are seen under a system message of their
+    `gold_fraction` and `edited_fraction` of the problems are written instead in the oracle's style, the
+    dataset's, or the student's partly rewritten by a teacher, so every token a stream can use has been a
+    training target. A real model has read polished prose and LaTeX but answers its own prompt in its own way: most foreign documents are seen under a system message of their
     own, and only `foreign_plain_fraction` of them under the bare prompt the student answers.
     """
     levels = tuple(recipe["pretrain_levels"])
