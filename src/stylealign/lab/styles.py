@@ -102,6 +102,11 @@ def _pick(fixed: Any, options: tuple, rng: random.Random | None) -> Any:
     return options[0] if rng is None else rng.choice(options)
 
 
+def restated_fact(graph: dict[str, Any], node: dict[str, Any]) -> str:
+    """The fact a relation or price step uses, as a clause to restate (`Anna has 3 times as many apples as Tom`)."""
+    return next(f["text"] for f in graph["facts"] if f["id"] == node["args"][1]).rstrip(".")
+
+
 def student_equation(a: int, op: str, b: int, value: int | str, swap: bool = False) -> str:
     """`a op b = value`; `swap` writes commutative operations the other way round (`b op a`)."""
     if swap and op in "+*":
@@ -128,8 +133,7 @@ def student_step(
     if node["kind"] == "together":
         return _pick(None, STUDENT_TOGETHER, rng).format(who=node["subject"], eq=eq, items=graph["items"])
     connector = _pick(voice.connector, STUDENT_CONNECTORS, rng)
-    facts = {f["id"]: f["text"] for f in graph["facts"]}
-    clause = facts[node["args"][1]].rstrip(".")
+    clause = restated_fact(graph, node)
     if node["kind"] == "cost":
         verb = _pick(None, STUDENT_COST_VERBS, rng)
         result = f"{node['subject']}'s {graph['items']} {verb} {eq} dollars."
@@ -173,7 +177,6 @@ def edited_solution(graph: dict[str, Any], rng: random.Random, share: float = 0.
     """A student solution a teacher has partly rewritten, as texts in the wild are: each operation line,
     and the closing, is in the oracle's words with probability `share`, on the student's operands and
     layout (the student's restated fact stays the reason)."""
-    facts = {f["id"]: f["text"].rstrip(".") for f in graph["facts"]}
     steps = [student_opening(graph, rng)]
     for node in graph["nodes"]:
         restate = node["kind"] == "together" or rng.random() >= SKIP_RESTATEMENT
@@ -182,7 +185,7 @@ def edited_solution(graph: dict[str, Any], rng: random.Random, share: float = 0.
             continue
         swap = node["op"] in "+*" and rng.random() < 0.5
         a, b = (node["b"], node["a"]) if swap else (node["a"], node["b"])
-        reason = facts[node["args"][1]] if restate and node["kind"] == "relation" else None
+        reason = restated_fact(graph, node) if restate and node["kind"] == "relation" else None
         steps.append(oracle_sentence(graph, node, rng, oracle_math(node, a, b), reason))
     answer = graph["nodes"][-1]["value"]
     steps.append(oracle_final(answer, rng) if rng.random() < share else student_final(answer, rng))

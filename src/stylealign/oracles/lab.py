@@ -112,8 +112,7 @@ def restates(graph: dict[str, Any], node: dict[str, Any], step: str) -> bool:
     """Whether `step` repeats the fact its operation uses (the student's habit a teacher keeps it to)."""
     if node["kind"] == "together":
         return True
-    facts = {f["id"]: f["text"] for f in graph["facts"]}
-    return facts[node["args"][1]].rstrip(".") in step
+    return styles.restated_fact(graph, node) in step
 
 
 class LabOracle:
@@ -171,8 +170,8 @@ class LabOracle:
             x, y = int(m.group(1)), int(m.group(5))
             if node["op"] in "+*" and (x, y) == (b, a):
                 a, b = b, a
-        clause = next((f["text"].rstrip(".") for f in graph["facts"] if f["id"] == node["args"][1]), "")
-        reason = clause if node["kind"] == "relation" and clause and clause in student_step else None
+        clause = styles.restated_fact(graph, node) if node["kind"] == "relation" else None
+        reason = clause if clause and clause in student_step else None
         return styles.oracle_sentence(graph, node, rng, styles.oracle_math(node, a, b), reason)
 
     def locate_error(self, problem: Problem, text: str) -> int:
