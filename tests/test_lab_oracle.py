@@ -11,7 +11,13 @@ import pytest
 from stylealign.config import EngineConfig
 from stylealign.engines import EngineError, Request, SamplingParams, load_engine
 from stylealign.lab.checker import first_wrong_step
-from stylealign.lab.styles import ORACLE_FINALS, ORACLE_OPENINGS, TRANSITIONS, student_solution
+from stylealign.lab.styles import (
+    ORACLE_FINALS,
+    ORACLE_OPENINGS,
+    ORACLE_STARTS,
+    TRANSITIONS,
+    student_solution,
+)
 from stylealign.lab.world import load_lab_problems
 from stylealign.oracles.engine import OracleEngine
 from stylealign.oracles.lab import LabOracle
@@ -65,6 +71,23 @@ def test_the_oracle_varies_its_phrasing_like_a_large_model(problems, oracle):
     assert len(firsts) >= 4 and len(finals) >= 3 and len(frames) >= 30
     paragraphs = {(len(p.metadata["nodes"]), len(split_steps(s))) for p, s in zip(problems, solutions, strict=True)}
     assert len(paragraphs) > len({n for n, _ in paragraphs})  # one or two operations per paragraph
+
+
+def test_the_oracle_says_what_the_student_never_writes(problems, oracle):
+    """At times its route and that a distractor plays no part: content a student cannot predict from its own traces."""
+    planned = noted = 0
+    for problem in problems:
+        text, student = oracle.solve(problem), student_solution(problem.metadata)
+        opening = text.split("\n\n")[0]
+        route = [problem.metadata["start"]["subject"], *(n["subject"] for n in problem.metadata["nodes"] if n["kind"] == "relation")]
+        planned += ", ".join(route[:-1]) + " and " + route[-1] in opening
+        for distractor in problem.metadata["distractors"]:
+            assert distractor["text"].split()[0] not in student
+            noted += distractor["text"].rstrip(".") in opening
+        assert first_wrong_step(problem, text) == -1
+    with_distractors = sum(bool(p.metadata["distractors"]) for p in problems)
+    assert 0.25 * len(problems) < planned < 0.75 * len(problems)
+    assert 0.2 * with_distractors < noted < 0.8 * with_distractors
 
 
 def test_style_aligned_refinement_keeps_a_correct_trace_byte_identical(problems, oracle):
@@ -191,12 +214,14 @@ def test_refine_keeps_the_student_numbers_and_order_and_sits_between_student_and
             ascii_eq = re.search(r"(\d+) ([-+*/]) (\d+) = (\d+)", ours)
             if ascii_eq and ascii_eq.group(2) in "+-":
                 assert f"{ascii_eq.group(1)} {ascii_eq.group(2)} {ascii_eq.group(3)} = {ascii_eq.group(4)}" in theirs
-        # laid out as the oracle writes: an opening, then a transition before each later paragraph, so every
-        # paragraph opens the way some oracle solution does (no "Thus, <the student's line>")
+        # laid out as the oracle writes: an opening alone, the starting amount with the first operation, then
+        # a transition before each later paragraph, so every paragraph opens the way some oracle solution
+        # does (no "Thus, <the student's line>", no opening glued to the first line)
         paragraphs = split_steps(refined)
         finals = tuple(f.split("{")[0] for f in ORACLE_FINALS)
-        assert paragraphs[0].startswith(ORACLE_OPENINGS) and paragraphs[-1].startswith(finals)
-        assert all(p.startswith(TRANSITIONS) and "Thus" not in p for p in paragraphs[1:-1])
+        assert paragraphs[0].strip() in ORACLE_OPENINGS and paragraphs[-1].startswith(finals)
+        assert paragraphs[1].startswith(tuple(s.split("{")[0] for s in ORACLE_STARTS))
+        assert all(p.startswith(TRANSITIONS) and "Thus" not in p for p in paragraphs[2:-1])
         to_refined.append(normalized_edit_distance(student, refined))
         to_synth.append(normalized_edit_distance(student, oracle.solve(problem)))
     assert sum(to_refined) < sum(to_synth)

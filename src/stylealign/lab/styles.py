@@ -11,7 +11,9 @@ a line of its own. Those paraphrases give its own samples a realistic
 perplexity (a real model is never certain of its next word), and the habits
 give Style-Aligned Refinement something to improve beyond wrong answers.
 
-The oracle writes like a large instruct model: an opening sentence,
+The oracle writes like a large instruct model: an opening sentence, at
+times followed by the route it will take or a remark that a fact of the
+question is not needed (content the student never writes, `oracle_plan`),
 transitions, explanations around results ("Since ..., ...", "..., since
 ..."), LaTeX inline math (`\\( 3 \\times 12 = 36 \\)`, `\\frac{}{}`), one or
 two operations per paragraph and a boxed final answer, with several ways of
@@ -75,6 +77,16 @@ ORACLE_COSTS = (
     "Given a price of {price} dollars per {item}, {who}'s {items} are worth {math} dollars.",
 )
 ORACLE_FINALS = ("Therefore, the answer is {boxed}.", "Therefore, the final answer is {boxed}.", "Thus, the answer is {boxed}.")
+ORACLE_PLANS = (
+    "We need the amounts of {chain}, in that order.",
+    "The chain runs through {chain}.",
+    "This takes us through {chain}, one after the other.",
+)
+ORACLE_NOTES = ("We can ignore that {fact}.", "The fact that {fact} does not matter here.", "Note that {fact} is not needed.")
+ORACLE_PLAN = 0.5
+"""How often the oracle's opening says the route it will take (the people whose amounts it needs, in order)."""
+ORACLE_NOTE = 0.5
+"""How often the oracle says that a fact of the question plays no part (each distractor, drawn alone)."""
 ORACLE_LEADS = ("Since", "Because", "Given", "Adding", "At", "Let's", "We")
 """First words of the oracle's sentences that follow a transition in lower case ("Next, since ...")."""
 ORACLE_OPS_PER_PARAGRAPH = (1, 2, 2)
@@ -241,6 +253,22 @@ def oracle_start(graph: dict[str, Any], rng: random.Random | None = None) -> str
     return _pick(None, ORACLE_STARTS, rng).format(who=start["subject"], n=f"\\( {start['value']} \\)", items=graph["items"])
 
 
+def oracle_plan(graph: dict[str, Any], rng: random.Random) -> list[str]:
+    """What a large model says after its opening, beyond the student's habits: sometimes the route it will
+    take (`ORACLE_PLAN`), sometimes that a distractor is not needed (`ORACLE_NOTE`). The student never
+    writes either, so they are content, not only wording, it cannot predict from its own traces."""
+    people = [graph["start"]["subject"]]
+    people += [n["subject"] for n in graph["nodes"] if n["kind"] == "relation" and n["subject"] not in people]
+    sentences = []
+    if len(people) > 1 and rng.random() < ORACLE_PLAN:
+        chain = " and ".join([", ".join(people[:-1]), people[-1]])
+        sentences.append(rng.choice(ORACLE_PLANS).format(chain=chain))
+    for distractor in graph.get("distractors", []):
+        if rng.random() < ORACLE_NOTE:
+            sentences.append(rng.choice(ORACLE_NOTES).format(fact=distractor["text"].rstrip(".")))
+    return sentences
+
+
 def after_transition(sentence: str, rng: random.Random) -> str:
     """`sentence` opened by one of the oracle's transitions ("Next, since ...")."""
     first, _, rest = sentence.partition(" ")
@@ -257,7 +285,7 @@ def oracle_solution(graph: dict[str, Any], question: str, groups: list[list[dict
             size = rng.choice(ORACLE_OPS_PER_PARAGRAPH)
             groups.append(rest[:size])
             rest = rest[size:]
-    paragraphs = [rng.choice(ORACLE_OPENINGS)]
+    paragraphs = [" ".join([rng.choice(ORACLE_OPENINGS), *oracle_plan(graph, rng)])]
     for i, group in enumerate(groups):
         sentences = [oracle_sentence(graph, n, rng) for n in group]
         if i == 0:

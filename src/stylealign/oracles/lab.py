@@ -7,10 +7,13 @@ keep and how they write, with the paper's semantics:
 - `solve` (Oracle-Synthesized): the oracle's own polished solution
   (`styles.oracle_solution`), ignoring the student.
 - `refine` (Oracle-Refined): reads the student trace and keeps its numbers,
-  operand order, step order and granularity (one paragraph per student step),
+  operand order, step order and granularity (one paragraph per student step,
+  the starting amount with the first operation as the oracle lays it out),
   fixes the wrong steps, and rewrites the wording into the oracle's style
-  (explanations before results, LaTeX math, a boxed answer). It sits between
-  the student and the oracle.
+  (its own statement of each relation, explanations, LaTeX math, a boxed
+  answer). It keeps the student's route, so it says neither the oracle's plan
+  nor its notes on distractors (`styles.oracle_plan`), and sits between the
+  student and the oracle.
 - `refine_style_aligned` (SAR): fixes what is wrong and what a careful
   teacher would improve (the first wrong step and everything after it, a
   redundant line repeating a result, a step that skipped restating the fact
@@ -82,11 +85,15 @@ def _oracle_restatement(line: str) -> str:
     return "".join(p if p.startswith("\\(") else re.sub(r"\b\d+\b", r"\\( \g<0> \\)", p) for p in parts)
 
 
-def _oracle_paragraphs(lines: list[str], rng: random.Random) -> list[str]:
-    """Lines laid out the way the oracle writes (`styles.oracle_solution`): an opening sentence before
-    the first, a transition before each later one ("Next, since ..."), so a refinement uses only
-    phrasing the oracle writes and its cost measures a change of style, not words out of place."""
-    return [f"{rng.choice(styles.ORACLE_OPENINGS)} {lines[0]}", *(styles.after_transition(line, rng) for line in lines[1:])]
+def _oracle_paragraphs(lines: list[str], rng: random.Random, starts: bool) -> list[str]:
+    """Lines laid out the way the oracle writes (`styles.oracle_solution`): an opening sentence in a
+    paragraph of its own, the starting amount in one paragraph with the first operation, a transition
+    before each later line ("Next, since ..."), so a refinement uses only phrasing the oracle writes and
+    its cost measures a change of style, not words out of place. `starts` says whether the first line
+    states the starting amount."""
+    first = f"{lines[0]} {lines[1]}" if starts and len(lines) > 1 else lines[0]
+    rest = lines[2:] if starts and len(lines) > 1 else lines[1:]
+    return [rng.choice(styles.ORACLE_OPENINGS), first, *(styles.after_transition(line, rng) for line in rest)]
 
 
 def read_voice(text: str) -> styles.Voice:
@@ -145,6 +152,7 @@ class LabOracle:
         rng = random.Random(problem.question)
         out: list[str] = []
         done: list[str] = []
+        start = None
         for step in good:
             body = step.strip()
             pending = self._pending(problem, done)
@@ -154,25 +162,24 @@ class LabOracle:
             if has_equation(step) and pending and Fraction(pending[0]["value"]) in computed_values(step):
                 out.append(self._oracle_line(graph, pending[0], body, rng))
             elif not out and not has_equation(step):
-                out.append(styles.oracle_start(graph, rng))
+                out.append(start := styles.oracle_start(graph, rng))
             elif numbers_in(step):
                 out.append(_oracle_restatement(body))
         if not out:
-            out.append(styles.oracle_start(graph, rng))
+            out.append(start := styles.oracle_start(graph, rng))
         for node in self._pending(problem, done if first < 0 else steps[:first]):
             out.append(self._oracle_line(graph, node, "", rng))
-        return styles.STEP_SEP.join([*_oracle_paragraphs(out, rng), styles.oracle_final(problem.answer, rng)])
+        paragraphs = _oracle_paragraphs(out, rng, starts=out[0] == start)
+        return styles.STEP_SEP.join([*paragraphs, styles.oracle_final(problem.answer, rng)])
 
     def _oracle_line(self, graph: dict[str, Any], node: dict[str, Any], student_step: str, rng: random.Random) -> str:
-        """One operation in the oracle's frame, keeping the student's restated fact and operand order."""
+        """One operation in the oracle's words, keeping the student's operand order."""
         a, b = node["a"], node["b"]
         if m := _ASCII_EQUATION.search(student_step):
             x, y = int(m.group(1)), int(m.group(5))
             if node["op"] in "+*" and (x, y) == (b, a):
                 a, b = b, a
-        clause = styles.restated_fact(graph, node) if node["kind"] == "relation" else None
-        reason = clause if clause and clause in student_step else None
-        return styles.oracle_sentence(graph, node, rng, styles.oracle_math(node, a, b), reason)
+        return styles.oracle_sentence(graph, node, rng, styles.oracle_math(node, a, b))
 
     def locate_error(self, problem: Problem, text: str) -> int:
         return first_wrong_step(problem, _split(text))
