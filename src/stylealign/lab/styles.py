@@ -275,16 +275,15 @@ def after_transition(sentence: str, rng: random.Random) -> str:
     return f"{rng.choice(TRANSITIONS)} {first.lower() if first in ORACLE_LEADS else first} {rest}"
 
 
-def oracle_solution(graph: dict[str, Any], question: str, groups: list[list[dict[str, Any]]] | None = None) -> str:
-    """The oracle's full solution; `groups` sets the paragraphs (default: one or two operations each, `ORACLE_OPS_PER_PARAGRAPH`)."""
+def oracle_solution(graph: dict[str, Any], question: str) -> str:
+    """The oracle's full solution, one or two operations per paragraph (`ORACLE_OPS_PER_PARAGRAPH`)."""
     rng = random.Random(question)
     nodes = graph["nodes"]
-    if groups is None:
-        groups, rest = [], list(nodes)
-        while rest:
-            size = rng.choice(ORACLE_OPS_PER_PARAGRAPH)
-            groups.append(rest[:size])
-            rest = rest[size:]
+    groups, rest = [], list(nodes)
+    while rest:
+        size = rng.choice(ORACLE_OPS_PER_PARAGRAPH)
+        groups.append(rest[:size])
+        rest = rest[size:]
     paragraphs = [" ".join([rng.choice(ORACLE_OPENINGS), *oracle_plan(graph, rng)])]
     for i, group in enumerate(groups):
         sentences = [oracle_sentence(graph, n, rng) for n in group]

@@ -91,8 +91,8 @@ def _oracle_paragraphs(lines: list[str], rng: random.Random, starts: bool) -> li
     before each later line ("Next, since ..."), so a refinement uses only phrasing the oracle writes and
     its cost measures a change of style, not words out of place. `starts` says whether the first line
     states the starting amount."""
-    first = f"{lines[0]} {lines[1]}" if starts and len(lines) > 1 else lines[0]
-    rest = lines[2:] if starts and len(lines) > 1 else lines[1:]
+    joined = 2 if starts and len(lines) > 1 else 1
+    first, rest = " ".join(lines[:joined]), lines[joined:]
     return [rng.choice(styles.ORACLE_OPENINGS), first, *(styles.after_transition(line, rng) for line in rest)]
 
 
@@ -169,7 +169,7 @@ class LabOracle:
             out.append(start := styles.oracle_start(graph, rng))
         for node in self._pending(problem, done if first < 0 else steps[:first]):
             out.append(self._oracle_line(graph, node, "", rng))
-        paragraphs = _oracle_paragraphs(out, rng, starts=out[0] == start)
+        paragraphs = _oracle_paragraphs(out, rng, starts=start is not None)
         return styles.STEP_SEP.join([*paragraphs, styles.oracle_final(problem.answer, rng)])
 
     def _oracle_line(self, graph: dict[str, Any], node: dict[str, Any], student_step: str, rng: random.Random) -> str:
