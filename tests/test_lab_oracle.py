@@ -90,6 +90,30 @@ def test_the_oracle_says_what_the_student_never_writes(problems, oracle):
     assert 0.2 * with_distractors < noted < 0.8 * with_distractors
 
 
+def test_the_oracle_takes_its_own_route_where_it_can(problems, oracle):
+    """It computes two comparisons in one expression about half the time it may (`styles.mergeable`), never
+    writes the amount it skipped, and never skips one a later step needs; refine keeps the student's route."""
+    from stylealign.lab.styles import mergeable
+
+    mergeable_pairs = merged = 0
+    for problem in problems:
+        graph = problem.metadata
+        text = oracle.solve(problem)
+        assert first_wrong_step(problem, text) == -1
+        nodes = graph["nodes"]
+        written = {n["id"] for n in nodes if f"= {n['value']} \\)" in text}
+        for first, second in zip(nodes, nodes[1:], strict=False):
+            mergeable_pairs += mergeable(graph, first, second)
+            if first["id"] not in written:
+                assert mergeable(graph, first, second) and second["id"] in written
+                assert not any(first["id"] in n["args"] for n in nodes if n is not second)
+                merged += 1
+        assert nodes[-1]["id"] in written
+        refined = oracle.refine(problem, student_solution(graph))
+        assert all(f"= {n['value']} \\)" in refined for n in nodes)
+    assert 0.25 * mergeable_pairs < merged < 0.75 * mergeable_pairs
+
+
 def test_style_aligned_refinement_keeps_a_correct_trace_byte_identical(problems, oracle):
     for problem in problems:
         student = student_solution(problem.metadata)

@@ -85,7 +85,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
-    return content_id(recipe, "v5")[:10]
+    return content_id(recipe, "v6")[:10]
 
 
 def student_dir(name: str = "student") -> Path:

@@ -14,7 +14,9 @@ give Style-Aligned Refinement something to improve beyond wrong answers.
 The oracle writes like a large instruct model: an opening sentence, at
 times followed by the route it will take or a remark that a fact of the
 question is not needed (content the student never writes, `oracle_plan`),
-transitions, explanations around results ("Since ..., ...", "..., since
+its own route where it can (two comparisons in one expression, the amount
+between them never written: `oracle_merged`, where the student writes every
+step), transitions, explanations around results ("Since ..., ...", "..., since
 ..."), LaTeX inline math (`\\( 3 \\times 12 = 36 \\)`, `\\frac{}{}`), one or
 two operations per paragraph and a boxed final answer, with several ways of
 saying each (`ORACLE_*`). A real oracle's phrasing is hard for a small model
@@ -91,6 +93,14 @@ ORACLE_LEADS = ("Since", "Because", "Given", "Adding", "At", "Let's", "We")
 """First words of the oracle's sentences that follow a transition in lower case ("Next, since ...")."""
 ORACLE_OPS_PER_PARAGRAPH = (1, 2, 2)
 """How many operations the oracle puts in a paragraph, drawn per paragraph."""
+ORACLE_MERGE = 0.5
+"""How often the oracle computes two comparisons in one expression, skipping the amount between them
+(`Sam has \\( 12 + 3 + 4 = 19 \\)`), where no later step needs that amount and no parentheses are needed."""
+ORACLE_MERGED = (
+    "{because} {reason} and {reason2}, {who} has {math} {items}.",
+    "{who} has {math} {items}, since {reason} and {reason2}.",
+    "We can skip {mid}'s amount: since {reason} and {reason2}, {who} has {math} {items}.",
+)
 
 
 @dataclass(frozen=True)
@@ -244,6 +254,26 @@ def oracle_sentence(
     return _pick(None, ORACLE_RELATIONS, rng).format(because=because, reason=reason, ref=node["ref"], **fields)
 
 
+def mergeable(graph: dict[str, Any], first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether the oracle may compute `second` straight from `first`'s operands: two comparisons in a row,
+    `first`'s amount used by nothing else, and an expression that needs no parentheses."""
+    if first["kind"] != "relation" or second["kind"] != "relation" or second["args"][0] != first["id"]:
+        return False
+    used_later = any(first["id"] in n["args"] for n in graph["nodes"] if n is not second)
+    return not used_later and (second["op"] in "+-" or first["op"] in "*/")
+
+
+def oracle_merged(graph: dict[str, Any], first: dict[str, Any], second: dict[str, Any], rng: random.Random) -> str:
+    """Two comparisons computed in one expression, the intermediate amount never written."""
+    latex = {"+": "+", "-": "-", "*": "\\times", "/": "\\div"}
+    left = f"\\frac{{{first['a']}}}{{{first['b']}}}" if first["op"] == "/" else f"{first['a']} {latex[first['op']]} {first['b']}"
+    math = f"\\( {left} {latex[second['op']]} {second['b']} = {second['value']} \\)"
+    return rng.choice(ORACLE_MERGED).format(
+        because=rng.choice(ORACLE_BECAUSE), reason=oracle_reason(first), reason2=oracle_reason(second),
+        mid=first["subject"], who=second["subject"], math=math, items=graph["items"],
+    )
+
+
 def oracle_final(answer: int | str, rng: random.Random | None = None) -> str:
     return _pick(None, ORACLE_FINALS, rng).format(boxed=f"\\( \\boxed{{{answer}}} \\)")
 
@@ -279,14 +309,21 @@ def oracle_solution(graph: dict[str, Any], question: str) -> str:
     """The oracle's full solution, one or two operations per paragraph (`ORACLE_OPS_PER_PARAGRAPH`)."""
     rng = random.Random(question)
     nodes = graph["nodes"]
-    groups, rest = [], list(nodes)
-    while rest:
+    operations, i = [], 0
+    while i < len(nodes):
+        if i + 1 < len(nodes) and mergeable(graph, nodes[i], nodes[i + 1]) and rng.random() < ORACLE_MERGE:
+            operations.append(oracle_merged(graph, nodes[i], nodes[i + 1], rng))
+            i += 2
+        else:
+            operations.append(oracle_sentence(graph, nodes[i], rng))
+            i += 1
+    groups = []
+    while operations:
         size = rng.choice(ORACLE_OPS_PER_PARAGRAPH)
-        groups.append(rest[:size])
-        rest = rest[size:]
+        groups.append(operations[:size])
+        operations = operations[size:]
     paragraphs = [" ".join([rng.choice(ORACLE_OPENINGS), *oracle_plan(graph, rng)])]
-    for i, group in enumerate(groups):
-        sentences = [oracle_sentence(graph, n, rng) for n in group]
+    for i, sentences in enumerate(groups):
         if i == 0:
             sentences.insert(0, oracle_start(graph, rng))
         else:

@@ -5,7 +5,8 @@ always right; its operations differ in how much of the student's text they
 keep and how they write, with the paper's semantics:
 
 - `solve` (Oracle-Synthesized): the oracle's own polished solution
-  (`styles.oracle_solution`), ignoring the student.
+  (`styles.oracle_solution`), ignoring the student, on its own route (at
+  times two comparisons in one expression, `styles.oracle_merged`).
 - `refine` (Oracle-Refined): reads the student trace and keeps its numbers,
   operand order, step order and granularity (one paragraph per student step,
   the starting amount with the first operation as the oracle lays it out),
