@@ -85,7 +85,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
-    return content_id(recipe, "v6")[:10]
+    return content_id(recipe, "v5")[:10]
 
 
 def student_dir(name: str = "student") -> Path:
@@ -173,6 +173,8 @@ def pretraining_corpus(recipe: dict[str, Any]) -> list[Document]:
     dataset's, or the student's partly rewritten by a teacher, so every token a stream can use has been a
     training target. A real model has read polished prose and LaTeX but answers its own prompt in its own way: most foreign documents are seen under a system message of their
     own, and only `foreign_plain_fraction` of them under the bare prompt the student answers.
+    The oracle-style documents are textbook solutions in the oracle's words, step by step: the student has
+    read polished prose, never this oracle's shortcuts (`styles.oracle_merged`), as a real student has not.
     """
     levels = tuple(recipe["pretrain_levels"])
     problems = load_lab_problems("pretrain", limit=recipe["problems"], seed=recipe["world_seed"], levels=levels)
@@ -190,7 +192,7 @@ def pretraining_corpus(recipe: dict[str, Any]) -> list[Document]:
             documents.append(Document(problem.question, student_solution(graph, rng)))
             continue
         if style == "oracle":
-            solution = oracle_solution(graph, problem.question + str(rng.random()))
+            solution = oracle_solution(graph, problem.question + str(rng.random()), merge=0.0)
         else:
             solution = edited_solution(graph, rng) if style == "edited" else problem.reference_solution or ""
         plain = rng.random() < recipe.get("foreign_plain_fraction", 1.0)

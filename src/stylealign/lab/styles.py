@@ -305,25 +305,25 @@ def after_transition(sentence: str, rng: random.Random) -> str:
     return f"{rng.choice(TRANSITIONS)} {first.lower() if first in ORACLE_LEADS else first} {rest}"
 
 
-def oracle_solution(graph: dict[str, Any], question: str) -> str:
-    """The oracle's full solution, one or two operations per paragraph (`ORACLE_OPS_PER_PARAGRAPH`)."""
+def oracle_solution(graph: dict[str, Any], question: str, merge: float = ORACLE_MERGE) -> str:
+    """The oracle's full solution, one or two operations per paragraph (`ORACLE_OPS_PER_PARAGRAPH`), with
+    two comparisons in one expression at rate `merge` where it may. `merge=0` draws nothing for merging:
+    the step-by-step text the oracle wrote before it took shortcuts."""
     rng = random.Random(question)
     nodes = graph["nodes"]
     operations, i = [], 0
     while i < len(nodes):
-        if i + 1 < len(nodes) and mergeable(graph, nodes[i], nodes[i + 1]) and rng.random() < ORACLE_MERGE:
-            operations.append(oracle_merged(graph, nodes[i], nodes[i + 1], rng))
-            i += 2
-        else:
-            operations.append(oracle_sentence(graph, nodes[i], rng))
-            i += 1
+        pair = merge > 0 and i + 1 < len(nodes) and mergeable(graph, nodes[i], nodes[i + 1]) and rng.random() < merge
+        operations.append(nodes[i : i + 1 + pair])
+        i += 1 + pair
     groups = []
     while operations:
         size = rng.choice(ORACLE_OPS_PER_PARAGRAPH)
         groups.append(operations[:size])
         operations = operations[size:]
     paragraphs = [" ".join([rng.choice(ORACLE_OPENINGS), *oracle_plan(graph, rng)])]
-    for i, sentences in enumerate(groups):
+    for i, group in enumerate(groups):
+        sentences = [oracle_merged(graph, *op, rng) if len(op) == 2 else oracle_sentence(graph, op[0], rng) for op in group]
         if i == 0:
             sentences.insert(0, oracle_start(graph, rng))
         else:
