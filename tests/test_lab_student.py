@@ -68,6 +68,12 @@ def test_pretraining_mixture_holds_every_style_and_keeps_the_student_prompt_nati
     assert sum(d.style != "student" for d in under_plain_prompt) / len(under_plain_prompt) < 0.1
     assert {d.system for d in corpus if d.style != "student"} <= {None, *FOREIGN_CONTEXTS.values()}
     assert corpus == pretraining_corpus(recipe)
+    # the oracle documents are step by step: the oracle's shortcuts are never pretraining text
+    problems = {p.question: p for p in load_lab_problems("pretrain", limit=600, levels=tuple(recipe["pretrain_levels"]))}
+    oracle_docs = [d for d in corpus if d.style == "oracle"]
+    for doc in oracle_docs:
+        assert all(f"= {n['value']} \\)" in doc.solution for n in problems[doc.question].metadata["nodes"])
+    assert len(oracle_docs) > 5
 
 
 def test_unknown_recipe_is_an_error():

@@ -99,7 +99,7 @@ ORACLE_MERGE = 0.5
 ORACLE_MERGED = (
     "{because} {reason} and {reason2}, {who} has {math} {items}.",
     "{who} has {math} {items}, since {reason} and {reason2}.",
-    "We can skip {mid}'s amount: since {reason} and {reason2}, {who} has {math} {items}.",
+    "{mid}'s amount is not needed: since {reason} and {reason2}, {who} has {math} {items}.",
 )
 
 
@@ -256,16 +256,17 @@ def oracle_sentence(
 
 def mergeable(graph: dict[str, Any], first: dict[str, Any], second: dict[str, Any]) -> bool:
     """Whether the oracle may compute `second` straight from `first`'s operands: two comparisons in a row,
-    `first`'s amount used by nothing else, and an expression that needs no parentheses."""
+    `first`'s amount used by nothing else, and an expression that needs neither parentheses nor a division
+    sign (the oracle writes divisions as fractions)."""
     if first["kind"] != "relation" or second["kind"] != "relation" or second["args"][0] != first["id"]:
         return False
     used_later = any(first["id"] in n["args"] for n in graph["nodes"] if n is not second)
-    return not used_later and (second["op"] in "+-" or first["op"] in "*/")
+    return not used_later and (second["op"] in "+-" or (first["op"] in "*/" and second["op"] == "*"))
 
 
 def oracle_merged(graph: dict[str, Any], first: dict[str, Any], second: dict[str, Any], rng: random.Random) -> str:
     """Two comparisons computed in one expression, the intermediate amount never written."""
-    latex = {"+": "+", "-": "-", "*": "\\times", "/": "\\div"}
+    latex = {"+": "+", "-": "-", "*": "\\times"}
     left = f"\\frac{{{first['a']}}}{{{first['b']}}}" if first["op"] == "/" else f"{first['a']} {latex[first['op']]} {first['b']}"
     math = f"\\( {left} {latex[second['op']]} {second['b']} = {second['value']} \\)"
     return rng.choice(ORACLE_MERGED).format(
