@@ -95,12 +95,13 @@ ORACLE_OPS_PER_PARAGRAPH = (1, 2, 2)
 """How many operations the oracle puts in a paragraph, drawn per paragraph."""
 ORACLE_MERGE = 0.5
 """How often the oracle computes two comparisons in one expression, skipping the amount between them
-(`Sam has \\( 12 + 3 + 4 = 19 \\)`), where no later step needs that amount and no parentheses are needed."""
+(`Sam has \\( 12 + 3 + 4 = 19 \\)`), where it may (`mergeable`). Pretraining documents never do."""
 ORACLE_MERGED = (
     "{because} {reason} and {reason2}, {who} has {math} {items}.",
     "{who} has {math} {items}, since {reason} and {reason2}.",
     "{mid}'s amount is not needed: since {reason} and {reason2}, {who} has {math} {items}.",
 )
+"""The ways the oracle states a shortcut, in words its step-by-step documents use (no token the student never trained on)."""
 
 
 @dataclass(frozen=True)
