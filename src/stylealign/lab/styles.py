@@ -215,18 +215,22 @@ def edited_solution(graph: dict[str, Any], rng: random.Random, share: float = 0.
     return STEP_SEP.join(steps)
 
 
+def latex_operation(a: Any, op: str, b: Any) -> str:
+    """`a op b` in the oracle's LaTeX: `\\times` for products, `\\frac{a}{b}` for quotients."""
+    if op == "*":
+        return f"{a} \\times {b}"
+    if op == "/":
+        return f"\\frac{{{a}}}{{{b}}}"
+    return f"{a} {op} {b}"
+
+
 def oracle_math(node: dict[str, Any], a: int | None = None, b: int | None = None) -> str:
     """The operation in LaTeX inline math; `a`/`b` override the operand order (a refinement keeps the author's)."""
     a = node["a"] if a is None else a
     b = node["b"] if b is None else b
-    v, op = node["value"], node["op"]
-    if op == "*":
-        if node["kind"] == "relation" and (a, b) == (node["a"], node["b"]):
-            a, b = b, a
-        return f"\\( {a} \\times {b} = {v} \\)"
-    if op == "/":
-        return f"\\( \\frac{{{a}}}{{{b}}} = {v} \\)"
-    return f"\\( {a} {op} {b} = {v} \\)"
+    if node["op"] == "*" and node["kind"] == "relation" and (a, b) == (node["a"], node["b"]):
+        a, b = b, a
+    return f"\\( {latex_operation(a, node['op'], b)} = {node['value']} \\)"
 
 
 def oracle_reason(node: dict[str, Any]) -> str:
@@ -267,9 +271,8 @@ def mergeable(graph: dict[str, Any], first: dict[str, Any], second: dict[str, An
 
 def oracle_merged(graph: dict[str, Any], first: dict[str, Any], second: dict[str, Any], rng: random.Random) -> str:
     """Two comparisons computed in one expression, the intermediate amount never written."""
-    latex = {"+": "+", "-": "-", "*": "\\times"}
-    left = f"\\frac{{{first['a']}}}{{{first['b']}}}" if first["op"] == "/" else f"{first['a']} {latex[first['op']]} {first['b']}"
-    math = f"\\( {left} {latex[second['op']]} {second['b']} = {second['value']} \\)"
+    left = latex_operation(first["a"], first["op"], first["b"])
+    math = f"\\( {latex_operation(left, second['op'], second['b'])} = {second['value']} \\)"
     return rng.choice(ORACLE_MERGED).format(
         because=rng.choice(ORACLE_BECAUSE), reason=oracle_reason(first), reason2=oracle_reason(second),
         mid=first["subject"], who=second["subject"], math=math, items=graph["items"],

@@ -71,11 +71,7 @@ def _trailing(step: str) -> tuple[str, str]:
 
 
 def _latex_equation(m: re.Match[str]) -> str:
-    a, op, b, value = m.group(1), m.group(3), m.group(5), m.group(8)
-    if op == "/":
-        return f"\\( \\frac{{{a}}}{{{b}}} = {value} \\)"
-    symbol = "\\times" if op == "*" else op
-    return f"\\( {a} {symbol} {b} = {value} \\)"
+    return f"\\( {styles.latex_operation(m.group(1), m.group(3), m.group(5))} = {m.group(8)} \\)"
 
 
 def _oracle_restatement(line: str) -> str:
