@@ -55,6 +55,17 @@ def ppl(engine: HFEngine, problems: list[Problem], texts: list[str]) -> float:
     return math.exp(-sum(sum(s.logprobs) for s in scores) / sum(len(s.logprobs) for s in scores))
 
 
+def recipe_with(settings: list[str]) -> dict[str, Any]:
+    """The shipped student recipe with `KEY=JSON` settings applied (and `threads`, the build's thread count)."""
+    recipe = dict(RECIPES["student"])
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if key not in recipe and key != "threads":
+            raise SystemExit(f"--set {setting}: no recipe value {key!r}; choose from {sorted(recipe)}")
+        recipe[key] = json.loads(value)
+    return recipe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=200, help="lab test problems for accuracy")
@@ -67,12 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="stylealign-lab-"))
     os.environ["STYLEALIGN_CACHE"] = str(root)
-    recipe = dict(RECIPES["student"])
-    for setting in args.set:
-        key, _, value = setting.partition("=")
-        if key not in recipe and key != "threads":
-            raise SystemExit(f"--set {setting}: no recipe value {key!r}; choose from {sorted(recipe)}")
-        recipe[key] = json.loads(value)
+    recipe = recipe_with(args.set)
     if args.student:
         path, info = args.student, json.loads((args.student / "recipe.json").read_text(encoding="utf-8"))
         if info["recipe"] != recipe:
