@@ -25,6 +25,7 @@ from stylealign.training import (
     matched_problems,
     steps_per_epoch,
     train_stage,
+    training_key,
 )
 
 EXAMPLES = [
@@ -135,13 +136,37 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_model_dir: Path, 
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
+class RecordCheckpointing(TrainerCallback):
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self.seen.append(model.is_gradient_checkpointing)
+
+
+def test_gradient_checkpointing_is_a_setting_that_changes_time_not_weights(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Off, the trainer does not recompute activations; on or off, the same weights, so the same training key."""
+    on = TrainingConfig(loss="dft", budget={"steps": 3}, batch_size=4, learning_rate=3e-3)
+    off = on.model_copy(update={"gradient_checkpointing": False})
+    seen = {}
+    for name, cfg in (("on", on), ("off", off)):
+        probe = RecordCheckpointing()
+        fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path / name, seed=3, callbacks=[probe])
+        seen[name] = set(probe.seen)
+    assert seen == {"on": {True}, "off": {False}}
+    a, b = weights(tmp_path / "on" / "model"), weights(tmp_path / "off" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert training_key("m", EXAMPLES, on, 0) == training_key("m", EXAMPLES, off, 0)
+    assert training_key("m", EXAMPLES, on, 0) != training_key("m", EXAMPLES, on.model_copy(update={"learning_rate": 1e-3}), 0)
+
+
 def test_partial_checkpoint_is_discarded(tiny_model_dir: Path, tmp_path: Path) -> None:
     cfg = TrainingConfig(loss="nll", budget={"steps": 2}, batch_size=4, learning_rate=1e-3)
     broken = tmp_path / "checkpoints" / "checkpoint-1"
     broken.mkdir(parents=True)
     (broken / "model.safetensors").write_bytes(b"half a file")
-    from stylealign.training import training_key
-
     (tmp_path / "training_key").write_text(training_key(str(tiny_model_dir), EXAMPLES, cfg, 0))
     model_dir = fine_tune(tiny_model_dir, EXAMPLES, cfg, tmp_path)
     assert json.loads((model_dir / TRAINING_INFO).read_text())["resumed_from"] is None

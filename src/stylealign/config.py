@@ -212,6 +212,12 @@ class TrainingConfig(Strict):
     max_length: int = Field(1024, ge=16)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     save_steps: int = Field(50, ge=1)
+    gradient_checkpointing: bool = Field(
+        True,
+        description="recompute activations in the backward pass (TRL's default): less memory for a large model, "
+        "more time. The result does not change (byte-identical weights measured on CPU), so it is not part of "
+        "the training key",
+    )
     seeds: list[int] = Field(
         default_factory=lambda: [0], min_length=1,
         description="every stream is trained (and every model evaluated) once per seed",

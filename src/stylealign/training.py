@@ -78,10 +78,11 @@ def encode_example(
 def training_key(base_model: str, examples: Sequence[tuple[Request, str]], cfg: TrainingConfig, seed: int) -> str:
     """Changes whenever the base model, the data, a setting or the seed changes, so stale checkpoints are never resumed.
 
-    The list of seeds is left out (adding a seed must not retrain the others' models), and so is where logs go.
+    The list of seeds is left out (adding a seed must not retrain the others' models), and so are where logs go
+    and gradient checkpointing, which changes memory and time, not the weights.
     """
     data = [(list(req.messages), req.prefix, response) for req, response in examples]
-    settings = cfg.model_dump(mode="json", exclude={"seeds", "report_to"})
+    settings = cfg.model_dump(mode="json", exclude={"seeds", "report_to", "gradient_checkpointing"})
     return content_id("train", str(base_model), settings, seed, content_id(data))
 
 
@@ -195,6 +196,7 @@ def _sft_args(
         log_level="error",
         disable_tqdm=False,
         dataloader_num_workers=0,
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
 
 
