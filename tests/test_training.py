@@ -141,7 +141,7 @@ class RecordCheckpointing(TrainerCallback):
         self.seen: list[bool] = []
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
-        self.seen.append(model.is_gradient_checkpointing)
+        self.seen.append(model.is_activation_checkpointing)
 
 
 def test_gradient_checkpointing_is_a_setting_that_changes_time_not_weights(
