@@ -1,9 +1,9 @@
 """How early does a student recipe learn? Greedy accuracy by level during pretraining, for recipe searches.
 
 Trains the shipped recipe (changed by `--set`) and, every `--every` steps until `--stop`, saves the model
-and measures greedy accuracy on lab test problems. Before the final decay the learning rate is constant,
-so the model after step s is the model of an s-step recipe without decay: a recipe that is to build a
-usable student in fewer steps has to leave zero here early. Two changes that are not recipe values can be
+and measures greedy accuracy on lab test problems and where each solution first goes wrong. Before the
+final decay the learning rate is constant, so the model after step s is the model of an s-step recipe
+without decay: a recipe that is to build a usable student in fewer steps has to get off zero here early. Two changes that are not recipe values can be
 tried too: the loss on the question as well as the response, and dense arithmetic drills (documents of
 `--drill-equations` equations of the world's own operations) added to the corpus.
 
@@ -17,6 +17,7 @@ import argparse
 import operator
 import random
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -130,6 +131,8 @@ def main() -> None:
         student.pretrain(root / "student", recipe, on_step=on_step)
     except Stop:
         pass
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
