@@ -14,12 +14,12 @@ tried too: the loss on the question as well as the response, and dense arithmeti
 from __future__ import annotations
 
 import argparse
-import operator
 import random
 import re
 import shutil
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,16 @@ from lab import greedy_by_level, recipe_with
 
 import stylealign.lab.student as student
 from stylealign.engines.hf import HFEngine
+from stylealign.lab.checker import NUM, equations, normalize
 from stylealign.lab.styles import STEP_SEP, student_equation
 from stylealign.lab.world import load_lab_problems
 from stylealign.records import Problem
 
-EQUATION = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
-OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
+
+def written_equations(text: str) -> list[tuple[list[Fraction], Fraction | None, Fraction | None]]:
+    """(operands, true value, written result) of each equation in `text`, read by the lab's step checker."""
+    return [([Fraction(n) for n in re.findall(NUM, parts[0])], values[0], values[-1])
+            for parts, values in equations(normalize(text))]  # fmt: skip
 
 
 def first_errors(problems: list[Problem], texts: list[str]) -> dict[str, int]:
@@ -42,17 +46,17 @@ def first_errors(problems: list[Problem], texts: list[str]) -> dict[str, int]:
     student learns late (docs/lab.md) are told apart."""
     counts = dict.fromkeys(("right", "operand", "arithmetic", "missing"), 0)
     for problem, text in zip(problems, texts, strict=True):
-        equations = [(int(a), op, int(b), int(c)) for a, op, b, c in EQUATION.findall(text)]
+        written = written_equations(text)
         kind = "right"
         for index, node in enumerate(problem.metadata["nodes"]):
-            if index >= len(equations):
+            if index >= len(written):
                 kind = "missing"
                 break
-            a, op, b, c = equations[index]
-            if {a, b} != {node["a"], node["b"]}:
+            operands, _, result = written[index]
+            if sorted(operands) != sorted([node["a"], node["b"]]):
                 kind = "operand"
                 break
-            if c != OPERATIONS[node["op"]](node["a"], node["b"]):
+            if result != node["value"]:
                 kind = "arithmetic"
                 break
         counts[kind] += 1
@@ -61,8 +65,8 @@ def first_errors(problems: list[Problem], texts: list[str]) -> dict[str, int]:
 
 def right_results(texts: list[str]) -> float:
     """Share of the equations written whose result is right for their own operands: arithmetic alone."""
-    equations = [(int(a), op, int(b), int(c)) for text in texts for a, op, b, c in EQUATION.findall(text)]
-    return sum(OPERATIONS[op](a, b) == c for a, op, b, c in equations) / max(len(equations), 1)
+    written = [(value, result) for text in texts for _, value, result in written_equations(text)]
+    return sum(value is not None and value == result for value, result in written) / max(len(written), 1)
 
 
 class Stop(Exception):
