@@ -92,6 +92,8 @@ def main() -> None:
     if not args.no_rebuilds:
         for name, variant in (("threads1", {**recipe, "threads": 1}), ("seed1", {**recipe, "seed": 1})):
             other, _ = build(variant, root, name)
+            same = (other / "model.safetensors").read_bytes() == (path / "model.safetensors").read_bytes()
+            print(f"[{name}] weights byte-identical to the measured student: {same}")
             acc, levels, _ = greedy_by_level(HFEngine(str(other), device="cpu", batch_size=50, progress=False), test)
             print(f"[{name}] greedy by level: " + ", ".join(f"L{k} {v:.2f}" for k, v in levels.items()))
             rebuilt[name] = acc

@@ -76,13 +76,34 @@ def test_pretraining_mixture_holds_every_style_and_keeps_the_student_prompt_nati
     assert len(oracle_docs) > 5
 
 
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from stylealign.lab.student import _optimizers
+
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
+    muon, adamw = _optimizers(model, RECIPES["student"])
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    owned = [p for opt in (muon, adamw) for group in opt.param_groups for p in group["params"]]
+    assert sorted(map(id, owned)) == sorted(id(p) for p in model.parameters())
+    in_muon = {id(p) for group in muon.param_groups for p in group["params"]}
+    assert id(model.model.embed_tokens.weight) not in in_muon and id(model.model.norm.weight) not in in_muon
+    assert id(model.model.layers[0].mlp.gate_proj.weight) in in_muon
+    (only,) = _optimizers(model, {**RECIPES["student"], "optimizer": "adamw"})
+    assert isinstance(only, torch.optim.AdamW)
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        _optimizers(model, {**RECIPES["student"], "optimizer": "sgd"})
+
+
 def test_unknown_recipe_is_an_error():
     with pytest.raises(ValueError, match="unknown lab model 'teacher'"):
         student_dir("teacher")
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # a fresh cache pretrains the student here: 2400 steps, 10-20 minutes on 2 cores
+@pytest.mark.timeout(1200)  # a fresh cache pretrains the student here: 800 steps, 3-6 minutes on 2 cores
 def test_student_loads_through_the_hf_engine_and_is_fallible_by_difficulty():
     """Pretrains once into the default cache (minutes on 2 cores), then a small fixed-seed evaluation:
     greedy accuracy in the 20-60% band, falling with difficulty; its native format with its own habits;
