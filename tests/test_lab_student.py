@@ -115,7 +115,7 @@ def test_student_loads_through_the_hf_engine_and_is_fallible_by_difficulty():
     built = (path / "recipe.json").stat().st_mtime_ns
     assert ensure_student() == path and (path / "recipe.json").stat().st_mtime_ns == built
     engine = HFEngine("lab:student", device="cpu", batch_size=50, progress=False)
-    problems = load_lab_problems("test", limit=100)
+    problems = load_lab_problems("test", limit=200)
     requests = [Request.from_prompt(p.question) for p in problems]
     greedy = engine.generate(requests, 1, SamplingParams(temperature=0.0, max_tokens=300))
     texts = [row[0].text for row in greedy]
@@ -128,13 +128,14 @@ def test_student_loads_through_the_hf_engine_and_is_fallible_by_difficulty():
     native = [t for t in texts if re.search(r"\d+ [-+*/] \d+ = \d+", t) and "\\(" not in t]
     assert len(native) >= 0.9 * len(texts)
 
-    few = problems[:40]
-    samples = engine.generate(requests[: len(few)], 8, SamplingParams(temperature=1.0, max_tokens=300, seed=0))
-    pass_at_8 = sum(any(grade(c.text, p.answer) for c in row) for row, p in zip(samples, few, strict=True)) / len(few)
-    greedy_few = sum(solved[: len(few)]) / len(few)
-    assert pass_at_8 >= greedy_few + 0.1, (pass_at_8, greedy_few)
+    # the benchmark's set (200 problems, k=8, T=1, seed 0); the target there is pass@8 >= greedy + 0.1
+    # (measured +0.125, the seed-1 rebuild +0.145); on 40-problem windows of it the gap runs 0.025-0.25, so the
+    # test asks for half the target on all 200: 10 problems more, where the two builds solved 25 and 29 more
+    samples = engine.generate(requests, 8, SamplingParams(temperature=1.0, max_tokens=300, seed=0))
+    pass_at_8 = sum(any(grade(c.text, p.answer) for c in row) for row, p in zip(samples, problems, strict=True))
+    assert pass_at_8 / len(problems) >= sum(solved) / len(problems) + 0.05, (pass_at_8, sum(solved))
     # its own correct samples carry the habits a careful teacher would correct, so SAR has work
     oracle = LabOracle(style_leak=0.0)
-    correct = [(p, c.text) for row, p in zip(samples, few, strict=True) for c in row if grade(c.text, p.answer)]
+    correct = [(p, c.text) for row, p in zip(samples, problems, strict=True) for c in row if grade(c.text, p.answer)]
     improved = sum(oracle.refine_style_aligned(p, t) != t for p, t in correct)
     assert 0.3 * len(correct) <= improved < len(correct), (improved, len(correct))
