@@ -9,20 +9,13 @@ server, the Ray engine and a direct call all return the same samples.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from stylealign.config import EngineConfig
 from stylealign.engines.base import (
@@ -66,65 +59,27 @@ def row_seed(seed: int, prompt_ids: Sequence[int], index: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-class RowSampler(LogitsProcessor):
-    """Temperature + top-p sampling with one generator per row; turns greedy decoding into sampling.
-
-    The chosen token keeps score 0 and every other token -inf, so `generate`
-    (run with `do_sample=False`) picks exactly the sampled token.
-    """
+class RowSampler:
+    """Temperature + top-p sampling with one generator per row, so a row's draws do not depend on its batch."""
 
     def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.temperature = temperature
         self.top_p = top_p
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+    def sample(self, logits: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        """One token for each of `rows` (indices into the generators) from its row of `logits`."""
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         order = None
         if self.top_p < 1.0:
             probs, order = probs.sort(dim=-1, descending=True)
             probs = probs.masked_fill(probs.cumsum(-1) - probs >= self.top_p, 0.0)
         cdf = probs.cumsum(-1)
-        u = torch.stack([torch.rand((), generator=g) for g in self.generators]).to(cdf.device)
-        picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp_(
-            max=cdf.shape[1] - 1
-        )
+        u = torch.stack([torch.rand((), generator=self.generators[r]) for r in rows]).to(cdf.device)
+        picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp_(max=cdf.shape[1] - 1)
         if order is not None:
             picked = order.gather(1, picked)
-        return torch.full_like(scores, float("-inf")).scatter_(1, picked, 0.0)
-
-
-class StopOnStrings(StoppingCriteria):
-    """Stops each row once its new text contains a stop string; remembers how many tokens each row kept."""
-
-    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int, batch: int):
-        self.tokenizer = tokenizer
-        self.stops = list(stops)
-        self.prompt_len = prompt_len
-        self.window = 4 * max(len(s) for s in self.stops) + 2
-        self.stopped_at: list[int | None] = [None] * batch
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        generated = input_ids.shape[1] - self.prompt_len
-        tails = input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window) :].tolist()
-        for row, tail in enumerate(tails):
-            if self.stopped_at[row] is not None:
-                done[row] = True
-            elif any(s in self.tokenizer.decode(tail, skip_special_tokens=True) for s in self.stops):
-                self.stopped_at[row] = generated
-                done[row] = True
-        return done
-
-
-class StopWhen(StoppingCriteria):
-    """Stops every row once `should_stop()` is true: the server's way to drop work whose clients have gone."""
-
-    def __init__(self, should_stop: Callable[[], bool]):
-        self.should_stop = should_stop
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
+        return picked.squeeze(1)
 
 
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
@@ -180,6 +135,7 @@ class HFEngine:
         self.eos_ids = sorted(eos_ids)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0)
+        self._cache_argument = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     @classmethod
     def from_config(cls, cfg: EngineConfig) -> HFEngine:
@@ -282,46 +238,51 @@ class HFEngine:
     def _generate_batch(
         self, prompts: list[list[int]], seeds: list[int], sampling: SamplingParams
     ) -> list[Completion]:
+        """Decode with a KV cache; a row that ends (EOS, a stop string) leaves the batch and its cache, so the
+        rest no longer pay for it: a batch costs its rows' tokens, not its longest row times its size."""
         input_ids, mask = self._left_pad(prompts)
-        prompt_len = input_ids.shape[1]
-        config = GenerationConfig(
-            max_new_tokens=sampling.max_tokens,
-            do_sample=False,
-            num_beams=1,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.pad_id,
-        )
-        processors = LogitsProcessorList()
-        if sampling.temperature > 0:
-            processors.append(RowSampler(seeds, sampling.temperature, sampling.top_p))
-        stopper = (
-            StopOnStrings(self.tokenizer, sampling.stop, prompt_len, len(prompts)) if sampling.stop else None
-        )
-        criteria = [c for c in (stopper, self.should_stop and StopWhen(self.should_stop)) if c]
-        output = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=mask,
-            generation_config=config,
-            logits_processor=processors,
-            stopping_criteria=StoppingCriteriaList(criteria),
-        )
+        sampler = RowSampler(seeds, sampling.temperature, sampling.top_p) if sampling.temperature > 0 else None
+        window = 4 * max((len(stop) for stop in sampling.stop), default=0) + 2
+        new: list[list[int]] = [[] for _ in prompts]
+        finish = ["length"] * len(prompts)
+        ended_by_eos = [False] * len(prompts)
+        rows = list(range(len(prompts)))
+        cache = DynamicCache()
+        # transformers 5 names the argument `cache` (`past_key_values` is deprecated there), 4.x `past_key_values`
+        with_cache = {self._cache_argument: cache, "use_cache": True}
+        logits = self.model(
+            input_ids=input_ids, attention_mask=mask, position_ids=self._positions(mask), logits_to_keep=1, **with_cache
+        ).logits[:, -1, :]
+        for step in range(sampling.max_tokens):
+            tokens = sampler.sample(logits, rows) if sampler else logits.float().argmax(-1)
+            keep = []
+            for slot, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
+                if token in self.eos_ids:
+                    finish[row], ended_by_eos[row] = "stop", True
+                    continue
+                new[row].append(token)
+                tail = self.tokenizer.decode(new[row][-window:], skip_special_tokens=True) if sampling.stop else ""
+                if any(stop in tail for stop in sampling.stop):
+                    finish[row] = "stop"
+                    continue
+                keep.append(slot)
+            if not keep or step == sampling.max_tokens - 1 or (self.should_stop and self.should_stop()):
+                break
+            if len(keep) < len(rows):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, tokens = mask[index], tokens[index]
+                rows = [rows[slot] for slot in keep]
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            logits = self.model(
+                input_ids=tokens.unsqueeze(1), attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1, **with_cache
+            ).logits[:, -1, :]
         completions = []
-        for row, new in enumerate(output[:, prompt_len:].tolist()):
-            stopped = stopper.stopped_at[row] if stopper else None
-            ends = [k for k, t in enumerate(new) if t in self.eos_ids]
-            if stopped is not None and (not ends or stopped <= ends[0]):
-                new, count, finish = new[:stopped], stopped, "stop"
-            elif ends:
-                new, count, finish = new[: ends[0]], ends[0] + 1, "stop"
-            else:
-                count, finish = len(new), "length"
-            text = self._detokenize(prompts[row][-DETOKENIZE_CONTEXT:], new)
+        for row, ids in enumerate(new):
+            count = len(ids) + ended_by_eos[row]
+            text = self._detokenize(prompts[row][-DETOKENIZE_CONTEXT:], ids)
             text, hit = truncate_at_stop(text, sampling.stop)
-            completions.append(
-                Completion(text=text, finish_reason="stop" if hit else finish, num_tokens=count)
-            )
+            completions.append(Completion(text=text, finish_reason="stop" if hit else finish[row], num_tokens=count))
         return completions
 
     def _detokenize(self, context: list[int], new: list[int]) -> str:
