@@ -1,5 +1,8 @@
 """transformers engine: batched sampling with a KV cache and left padding, length-bucketed scoring, CPU or CUDA.
 
+Sampling is its own decode loop rather than `model.generate`, so a row that has ended leaves the batch:
+a batch then costs the tokens its rows write, not its longest row times its size.
+
 Sampling draws every row's tokens from its own generator, seeded from
 (seed, prompt tokens, sample index), so a sample depends on its request and
 seed only, never on which other requests share its batch: the loopback
@@ -238,8 +241,7 @@ class HFEngine:
     def _generate_batch(
         self, prompts: list[list[int]], seeds: list[int], sampling: SamplingParams
     ) -> list[Completion]:
-        """Decode with a KV cache; a row that ends (EOS, a stop string) leaves the batch and its cache, so the
-        rest no longer pay for it: a batch costs its rows' tokens, not its longest row times its size."""
+        """Decode with a KV cache; a row that ends (EOS, a stop string) leaves the batch and the cache."""
         input_ids, mask = self._left_pad(prompts)
         sampler = RowSampler(seeds, sampling.temperature, sampling.top_p) if sampling.temperature > 0 else None
         window = 4 * max((len(stop) for stop in sampling.stop), default=0) + 2
