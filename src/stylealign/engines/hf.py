@@ -246,8 +246,8 @@ class HFEngine:
         sampler = RowSampler(seeds, sampling.temperature, sampling.top_p) if sampling.temperature > 0 else None
         window = 4 * max((len(stop) for stop in sampling.stop), default=0) + 2
         new: list[list[int]] = [[] for _ in prompts]
-        finish = ["length"] * len(prompts)
-        ended_by_eos = [False] * len(prompts)
+        # how each row ended: "eos" (the EOS token counts but is not kept), "stop string", or None (length)
+        ended: list[str | None] = [None] * len(prompts)
         rows = list(range(len(prompts)))
         cache = DynamicCache()
         # transformers 5 names the argument `cache` (`past_key_values` is deprecated there), 4.x `past_key_values`
@@ -260,13 +260,14 @@ class HFEngine:
             keep = []
             for slot, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
                 if token in self.eos_ids:
-                    finish[row], ended_by_eos[row] = "stop", True
+                    ended[row] = "eos"
                     continue
                 new[row].append(token)
-                tail = self.tokenizer.decode(new[row][-window:], skip_special_tokens=True) if sampling.stop else ""
-                if any(stop in tail for stop in sampling.stop):
-                    finish[row] = "stop"
-                    continue
+                if sampling.stop:
+                    tail = self.tokenizer.decode(new[row][-window:], skip_special_tokens=True)
+                    if any(stop in tail for stop in sampling.stop):
+                        ended[row] = "stop string"
+                        continue
                 keep.append(slot)
             if not keep or step == sampling.max_tokens - 1 or (self.should_stop and self.should_stop()):
                 break
@@ -281,10 +282,11 @@ class HFEngine:
             ).logits[:, -1, :]
         completions = []
         for row, ids in enumerate(new):
-            count = len(ids) + ended_by_eos[row]
+            count = len(ids) + (ended[row] == "eos")
             text = self._detokenize(prompts[row][-DETOKENIZE_CONTEXT:], ids)
             text, hit = truncate_at_stop(text, sampling.stop)
-            completions.append(Completion(text=text, finish_reason="stop" if hit else finish[row], num_tokens=count))
+            finish = "stop" if hit or ended[row] else "length"
+            completions.append(Completion(text=text, finish_reason=finish, num_tokens=count))
         return completions
 
     def _detokenize(self, context: list[int], new: list[int]) -> str:

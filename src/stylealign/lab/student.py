@@ -327,8 +327,9 @@ def _optimizers(model, recipe: dict[str, Any]) -> list:
         raise ValueError(f"lab recipe: unknown optimizer {optimizer!r}; choose adamw or muon")
     if optimizer == "adamw":
         return [torch.optim.AdamW(model.parameters(), **adamw)]
-    matrices = [p for name, p in model.named_parameters() if p.ndim == 2 and "embed_tokens" not in name]
-    rest = [p for name, p in model.named_parameters() if p.ndim != 2 or "embed_tokens" in name]
+    matrices, rest = [], []
+    for name, p in model.named_parameters():
+        (matrices if p.ndim == 2 and "embed_tokens" not in name else rest).append(p)
     muon = torch.optim.Muon(
         matrices, lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"], adjust_lr_fn="match_rms_adamw"
     )
