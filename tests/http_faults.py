@@ -1,7 +1,8 @@
 """Raw loopback HTTP servers that misbehave on purpose, for the openai engine and the oracle streams.
 
 `raw_server(respond)` is a plain `http.server`: `respond(call_number, headers, body)` returns
-(status, payload), a dict sent as JSON or bytes sent as they are. `FaultyOracle` answers chat
+(status, payload) or (status, payload, content type): a dict sent as JSON, bytes sent as they are, or an
+iterator of bytes streamed without a length until it ends or the client hangs up. `FaultyOracle` answers chat
 completions with the lab oracle and fails a seeded fraction of requests in the ways remote
 servers do (500, 429, a hang past the client's timeout, malformed JSON, empty choices).
 """
@@ -23,7 +24,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # the default backlog of 5 refuses connections when 16 clients arrive at once
 
 
-Respond = Callable[[int, dict, dict], tuple[int, dict | bytes]]
+Respond = Callable[[int, dict, dict], tuple]
 
 
 @contextmanager
@@ -38,11 +39,16 @@ def raw_server(respond: Respond) -> Iterator[tuple[str, list[dict]]]:
             with lock:
                 calls.append({k.lower(): v for k, v in self.headers.items()})
                 number = len(calls)
-            status, body = respond(number, dict(self.headers), json.loads(raw or b"{}"))
-            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            status, body, *kind = respond(number, dict(self.headers), json.loads(raw or b"{}"))
             try:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", kind[0] if kind else "application/json")
+                if isinstance(body, Iterator):
+                    self.end_headers()
+                    for chunk in body:
+                        self.wfile.write(chunk)
+                    return
+                payload = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

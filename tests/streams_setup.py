@@ -72,7 +72,7 @@ def wrong_text(problem: Problem) -> str:
 class ScriptedStudent:
     """Fixed samples per question; a prefixed request (a continuation) gets `The answer is N.`."""
 
-    def __init__(self, scorer: Any, problems: Sequence[Problem], samples: dict[str, list[str]], name: str = "scripted-student"):
+    def __init__(self, scorer: Any, problems: Sequence[Problem], samples: dict[str, list[str | Completion]], name: str = "scripted-student"):
         self.scorer, self.name, self.samples = scorer, name, samples
         self.tokenizer = scorer.tokenizer
         self.answers = {p.question: p.answer for p in problems}
@@ -86,8 +86,8 @@ class ScriptedStudent:
                 self.continued.append(r.prefix)
                 out.append([Completion(f"The answer is {self.answers[question]}.") for _ in range(n)])
             else:
-                texts = self.samples[question]
-                out.append([Completion(texts[j % len(texts)]) for j in range(n)])
+                scripted = self.samples[question]  # texts, or completions that say how they ended
+                out.append([_completion(scripted[j % len(scripted)]) for j in range(n)])
         return out
 
     def score(self, requests: Sequence[Request], responses: Sequence[str]) -> list[TokenScores]:
@@ -95,6 +95,10 @@ class ScriptedStudent:
 
     def close(self) -> None:
         pass
+
+
+def _completion(scripted: str | Completion) -> Completion:
+    return Completion(**vars(scripted)) if isinstance(scripted, Completion) else Completion(scripted)
 
 
 def scripted_student(tiny_engine: Any, problems: Sequence[Problem], solved: int) -> ScriptedStudent:

@@ -86,7 +86,7 @@ def test_every_stage_runs_and_the_report_matches_the_records(finished_run: RunCo
     assert report["verdict"]["verdict"] in ("reproduced", "contradicted", "not_resolved")
     assert all(row["seeds"] for row in report["streams"] if row["stream"] in trained)
     html = (store.root / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6
+    assert html.count("data:image/png;base64,") == 7  # six figures and predicted against achieved
     for name in trained:
         log = json.loads((store.root / "train" / name / "seed-0" / "model" / "training_log.json").read_text())
         assert [e["step"] for e in log if "loss" in e], f"{name}: no per-step loss in the training log"

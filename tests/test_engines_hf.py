@@ -99,8 +99,23 @@ def test_score_equals_forward_pass(engine):
         )
         assert len(got.logprobs) == len(ids) - n_prompt
         assert torch.allclose(torch.tensor(got.logprobs), expected.squeeze(1), atol=1e-5, rtol=0)
+        rows = logits[n_prompt - 1 : -1]
+        targets = rows.gather(1, torch.tensor(ids[n_prompt:])[:, None])
+        assert got.ranks == (rows >= targets).sum(dim=1).tolist()
         assert "".join(response[s:e] for s, e in got.offsets) == response
         assert "".join(got.tokens) == response
+    assert {1} < {rank for got in scores for rank in got.ranks}, "ranks must tell the top token from the others"
+
+
+def test_scoring_in_chunks_of_positions_changes_nothing(tiny_model_dir, engine):
+    """The log-softmax is normalised a few positions at a time (memory); the numbers are those of one piece."""
+    responses = ["2 + 2 = 4, so the answer is \\boxed{4}.\n\nDone", "6 * 5 = 30"]
+    small = HFEngine(str(tiny_model_dir), batch_size=4, progress=False)
+    small.score_chunk_elements = 3 * engine.model.config.vocab_size
+    whole, chunked = engine.score(REQUESTS[1:], responses), small.score(REQUESTS[1:], responses)
+    assert max(len(s.logprobs) for s in whole) > 3, "the responses must span several chunks"
+    assert [(s.logprobs, s.ranks) for s in chunked] == [(s.logprobs, s.ranks) for s in whole]
+    assert small.token_logprobs([[1, 2, 3, 4, 5]], [1]) == engine.token_logprobs([[1, 2, 3, 4, 5]], [1])
 
 
 def test_encode_prompt_response_concatenates_separate_tokenizations(engine):

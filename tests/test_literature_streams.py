@@ -108,6 +108,75 @@ def test_grape_picks_the_most_likely_verified_candidate_and_never_costs_more_tha
     assert rows["grape"]["edit_distance"] is None and rows["grape"]["coverage"] == 1
 
 
+def constructed_rank(text: str) -> int:
+    """Every token of `text` gets this rank (1 to 40), independent of its constructed NLL."""
+    return 1 + int(hashlib.sha256(b"rank" + text.encode()).hexdigest()[:8], 16) % 40
+
+
+class RankedScores(ConstructedScores):
+    """ConstructedScores with every token of a text at rank `constructed_rank(text)`."""
+
+    def score(self, requests, responses):
+        out = super().score(requests, responses)
+        for scores, text in zip(out, responses, strict=True):
+            scores.ranks = [constructed_rank(text)] * len(scores.logprobs)
+        return out
+
+
+def grape_run(tmp_path, tiny_model_dir, tiny_engine, criterion: str, student_class=RankedScores, **extra):  # noqa: F811
+    cfg = make_config(tiny_model_dir, limit=4, streams={"grape": {"criterion": criterion}}, **extra)
+    ctx = make_ctx(tmp_path, cfg, oracle=OracleEngine())
+    problems = ctx.problems()
+    samples = {p.question: [f"So we compute it.\n\n{correct_text(p)}", correct_text(p)] for p in problems}
+    student = ctx._engines[cfg.student.engine.model_dump_json()] = student_class(tiny_engine, problems, samples)
+    # the student's own texts cost 1 nat a token: below most oracle texts, whose reward is twice theirs
+    student.ties = {text: 1.0 for texts in samples.values() for text in texts}
+    ctx.streams = (*POOL, "grape")
+    sample_stage(ctx)
+    streams_stage(ctx)
+    candidates: dict[str, list[Trace]] = {p.id: [] for p in problems}
+    for t in ctx.store.stage("samples").records(Trace):
+        if t.correct:
+            candidates[t.problem_id].append(t)
+    for name in ("gold", "oracle_synth", "oracle_refine"):
+        for t in stream_traces(ctx.store, name):
+            if t.correct:
+                candidates[t.problem_id].append(t)
+    return student, problems, candidates, {t.problem_id: t for t in stream_traces(ctx.store, "grape")}
+
+
+@pytest.mark.parametrize("criterion", ["rank_surprisal", "car"])
+def test_grape_selects_by_the_configured_predictor(tmp_path, tiny_model_dir, tiny_engine, criterion):  # noqa: F811
+    from stylealign.lab.reward import lab_reward
+
+    student, problems, candidates, grape = grape_run(tmp_path, tiny_model_dir, tiny_engine, criterion)
+    by_id = {p.id: p for p in problems}
+
+    def value(problem_id: str, text: str) -> float:
+        nll = constructed_nll(text, student.ties)
+        if criterion == "rank_surprisal":  # every token alike: sum(min(rank, 100)) / sum(nll) = rank / nll
+            return constructed_rank(text) / nll
+        return -lab_reward(by_id[problem_id], text, 1.0) / nll  # CAR = reward / nll, higher is better
+
+    assert set(grape) == {p.id for p in problems}
+    picked_other_than_likelihood = 0
+    for problem_id, chosen in grape.items():
+        texts = [t.text for t in candidates[problem_id]]
+        assert value(problem_id, chosen.text) == pytest.approx(min(value(problem_id, t) for t in texts))
+        assert chosen.metrics["grape_criterion"] == criterion
+        expected = value(problem_id, chosen.text)
+        assert chosen.metrics["grape_value"] == pytest.approx(expected if criterion == "rank_surprisal" else -expected)
+        picked_other_than_likelihood += chosen.text != min(texts, key=lambda t: constructed_nll(t, student.ties))
+    assert picked_other_than_likelihood, "the constructed scores must make the criteria disagree somewhere"
+
+
+def test_grape_by_rank_surprisal_needs_ranks_and_car_needs_a_reward(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+    with pytest.raises(ValueError, match="needs token ranks, which the student's engine"):
+        grape_run(tmp_path, tiny_model_dir, tiny_engine, "rank_surprisal", student_class=ConstructedScores)
+    with pytest.raises(ConfigError, match="criterion 'car' discounts each candidate's reward"):
+        make_config(tiny_model_dir, streams={"enabled": ["grape"], "grape": {"criterion": "car"}}, reward={"type": "none"})
+
+
 class SelfRewriter(ScriptedStudent):
     """Scripted samples; asked to restate a reference (the sdft prompt) it answers what `rewrites` says."""
 

@@ -258,6 +258,34 @@ def test_judge_reward_parses_scores_and_survives_garbage(tmp_path, tiny_model_di
     with pytest.raises(ValueError, match="off the 0-10 scale"):
         parse_judge_score("She pays \\boxed{14} dollars, so I rate it \\boxed{14}")
     assert parse_judge_score("\\boxed{14} dollars; rating \\boxed{9.5}") == 9.5
+    assert parse_judge_score("8") == parse_judge_score(" 8/10.") == 8.0  # the whole answer is the score
+    with pytest.raises(ValueError, match="boxed"):
+        parse_judge_score("The solution is correct, rigorous, and clear; it takes 3 steps")
+
+
+def test_judge_asks_once_per_solution_however_many_streams_hold_it(tmp_path, tiny_model_dir):
+    class Judge:
+        name = "judge"
+
+        def __init__(self):
+            self.asked: list[str] = []
+
+        def generate(self, requests, n, sampling):
+            self.asked += [r.messages[-1]["content"] for r in requests]
+            return [[Completion(f"\\boxed{{{len(self.asked) % 10}}}")] * n for _ in requests]
+
+        def close(self):
+            pass
+
+    cfg = make_config(tiny_model_dir, limit=2, reward={"type": "judge", "engine": {"type": "openai", "model": "judge"}})
+    ctx = make_ctx(tmp_path, cfg)
+    judge = ctx._engines[cfg.reward.engine.model_dump_json()] = Judge()
+    scorer = JudgeReward(ctx)
+    first, second = ctx.problems()
+    rft = scorer.score([first, second, first], ["The answer is 7.", "The answer is 7.", "The answer is 7."])
+    mix = scorer.score([second, first], ["The answer is 7.", "So 7."])  # a copy of an rft trace, and one new text
+    assert len(judge.asked) == 3  # (first, 7), (second, 7), (first, "So 7."): the same text on another problem is asked
+    assert rft[0] == rft[2] and mix[0] == rft[1] and mix[1]["reward"] is not None
 
 
 def test_run_until_score_on_tiny_model_and_lab_oracle(tmp_path, tiny_model_dir):

@@ -17,8 +17,9 @@ from rich.console import Console
 from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
 
 from stylealign.config import parse_config
+from stylealign.engines.served import ServeError, served_model
 from stylealign.records import Trace
-from stylealign.rehearsal import RehearsalError, rehearse, served_model
+from stylealign.rehearsal import rehearse
 from stylealign.stages.sample import sample_stage
 from stylealign.stages.streams import streams_stage
 from stylealign.streams.listing import stream_traces
@@ -51,7 +52,7 @@ def test_served_model_answers_then_stops_and_a_busy_port_is_refused(tiny_model_d
 
 
 def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path) -> None:
-    with pytest.raises(RehearsalError, match=r"stylealign serve exited with code 1:[\s\S]*no-such-model"):
+    with pytest.raises(ServeError, match=r"stylealign serve oracle exited with code 1 \(log .*serve\.log\):[\s\S]*no-such-model"):
         with served_model(str(tmp_path / "no-such-model"), "oracle", free_url(), tmp_path / "serve.log"):
             pass
     with pytest.raises(ValueError, match="loopback host with an explicit port"):
@@ -126,6 +127,6 @@ def test_sar_and_oracle_refine_through_the_llm_templates_reject_what_a_served_mo
     for trace in sar:  # an attempt answered, wrongly: the parent is kept, never the oracle's text
         assert trace.metrics["sar_outcome"] == "kept_parent" and trace.text == rft[trace.parent_id].text
         assert len(trace.metrics["rejections"]) == 2
-        assert set(trace.metrics["rejections"]) <= {"wrong_answer", "oracle_failure"}
+        assert set(trace.metrics["rejections"]) <= {"wrong_answer", "oracle_failure", "length", "implicit_answer"}
     assert len(sar) + counts["sar"].get("left_undone", 0) == 2  # every attempt failed at the oracle: retried next run
     assert counts["sar"].get("accepted", 0) == 0

@@ -21,6 +21,7 @@ from stylealign.cli import app
 from stylealign.config import PAPER_CONTRASTS, ExperimentConfig
 from stylealign.engines.base import TokenScores
 from stylealign.evaluation import accuracy_summary, dataset_label, model_fingerprint, sampling_params
+from stylealign.grading.verdicts import grading_sentence
 from stylealign.metrics.adaptation import cost_from_scores
 from stylealign.records import Problem, Trace
 from stylealign.report.browser import MAX_BYTES, MAX_PROBLEMS, browser_data, nll_deciles, word_diff
@@ -210,19 +211,46 @@ def test_report_json_matches_the_records(tmp_path: Path) -> None:
     assert refine["resolved"] is False and report["verdict"]["verdict"] == "not_resolved" == summary["verdict"]
     assert "oracle_refine > oracle_synth" in report["verdict"]["sentence"]
     assert "smallest difference this run could detect" in report["verdict"]["sentence"]
-    for name in ("reward_vs_accuracy", "cost_vs_accuracy", "ppl_quarters", "nll_deciles", "loss_tokens", "training_loss"):
+    for name in ("reward_vs_accuracy", "cost_vs_accuracy", "ppl_quarters", "nll_deciles", "loss_tokens", "training_loss",
+                 "predicted_vs_achieved"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "report.md").read_text()
     assert "| sar |" in md and f"{100 * rows['sar']['accuracy_after']:.1f}%" in md
     assert "Verdict: not_resolved" in md and "| oracle_refine | oracle_synth | +6.2 |" in md
     assert "## Evaluation" in md and "Macro Avg@4 over 1 benchmark(s)" in md and "| sar | Avg@4 |" in md
+    assert report["evaluation"]["grading"] == grading_sentence(True) and grading_sentence(True) in md
+    assert "evaluation.last_number: true" in grading_sentence(True) and "last_number: false" in grading_sentence(False)
     page = (tmp_path / "report.html").read_text()
+    assert "evaluation.last_number: true" in page
     assert "Paired contrasts" in page and f"<td>{100 * refine['ci_low']:+.1f} to {100 * refine['ci_high']:+.1f}</td>" in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 6 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert len(images) == 7 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert "http://" not in page and "https://" not in page, "the page must be self-contained"
     out = ctx.console.export_text()
     assert "report.html" in out and "oracle_synth" in out and "Verdict: not_resolved" in out
+
+
+def test_predictors_are_checked_against_accuracy_in_every_report_format(tmp_path: Path) -> None:
+    ctx = make_run(tmp_path, PARADOX_HITS, seeds=2)
+    report_stage(ctx)
+    section = json.loads((tmp_path / "report.json").read_text())["predictors"]
+    assert section["values"]["sar"]["ppl"] == 1.46 and section["values"]["sar"]["reward"] == REWARD["sar"]
+    assert section["predicted_rank"]["sar"]["ppl"] == 1 and section["predicted_rank"]["sar"]["reward"] == 4
+    rows = {r["stream"]: r for r in json.loads((tmp_path / "report.json").read_text())["streams"]}
+    assert section["accuracy"] == {s: pytest.approx(rows[s]["accuracy_after"]) for s in STREAMS}
+    ppl, reward = section["correlations"]["ppl"], section["correlations"]["reward"]
+    # the synthetic ppl orders the streams as accuracy does, the reward against it
+    assert ppl["spearman_rho"] == pytest.approx(1.0) and reward["spearman_rho"] == pytest.approx(-1.0)
+    assert ppl["kendall_tau"] == pytest.approx(1.0) and reward["kendall_tau"] == pytest.approx(-1.0)
+    assert ppl["spearman_ci"][0] <= 1.0 <= ppl["spearman_ci"][1] + 1e-9 and ppl["kendall_ci"][1] <= 1.0 + 1e-9
+    assert (section["problems"], section["seeds"]) == (8, 2)
+    assert section["correlations"]["rsr"]["outcome"] == "unavailable", "the synthetic streams have no ranks"
+    md = (tmp_path / "report.md").read_text()
+    assert "## Predicted before training, checked after" in md and section["sentence"] in md
+    assert f"| student PPL | lower | sar > rft > oracle_refine > oracle_synth | {ppl['spearman_rho']:+.2f} |" in md
+    page = (tmp_path / "report.html").read_text()
+    assert "Predicted before training, checked after" in page and 'id="predicted_vs_achieved"' in page
+    assert section["sentence"].split(":")[0] in ctx.console.export_text()
 
 
 def test_seeds_are_averaged_and_paired(tmp_path: Path) -> None:
@@ -370,11 +398,11 @@ def test_data_sentence_reports_the_sar_gate_and_vocabulary_warnings():
     report = {"streams": [
         {"stream": "gold", "warnings": ["PPL 9e+05 exceeds the vocabulary size 600"]},
         {"stream": "sar", "traces": 10, "sar_accepted": 6, "sar_retried": 2, "sar_kept_parent": 4,
-         "sar_identical_to_parent": 5, "warnings": []},
+         "sar_identical_to_parent": 5, "sar_rejections": {"cost_rise": 3, "length": 1}, "warnings": []},
     ]}
     sentence = data_sentence(report)
     assert "6 refinements accepted (2 after a retry), 4 fell back" in sentence
-    assert "5 of 10 sar traces equal their parent" in sentence
+    assert "5 of 10 sar traces equal their parent; attempts rejected: cost_rise 3, length 1." in sentence
     assert "Warning (gold): PPL 9e+05 exceeds the vocabulary size 600." in sentence
     assert data_sentence({"streams": [{"stream": "rft"}]}) == ""
 
@@ -533,6 +561,14 @@ def test_scored_run_of_a_real_model_feeds_the_browser_and_stays_quiet(tmp_path: 
     assert "Loading weights" not in result.output and "it/s" not in result.output, result.output
     assert [line.split()[1] for line in result.output.splitlines() if line.startswith("✓")] == [
         "load", "sample", "streams", "score"]
+    # the predictions come before any training, from the score stage's one pass: ranks included
+    streams = {r["stream"]: r for r in json.loads((run / "streams.json").read_text())}
+    for name in ("gold", "oracle_synth"):
+        assert streams[name]["mean_rank"] >= 1 and streams[name]["rsr"] > 0 and streams[name]["car"] is not None
+    places = {name: streams[name]["predicted_rank"]["ppl"] for name in ("gold", "oracle_synth")}
+    assert sorted(places.values()) == [1, 2] and (places["gold"] == 1) == (streams["gold"]["ppl"] < streams["oracle_synth"]["ppl"])
+    printed = result.output[result.output.index("Predicted before training"):]
+    assert all(f"{label} (" in printed for label in ("student PPL", "mean token rank", "RSR", "CAR", "GRAPE likelihood"))
     report = CliRunner().invoke(app, ["report", str(run)])
     assert report.exit_code == 0, report.output
     data = embedded_browser((run / "report.html").read_text())
@@ -545,6 +581,7 @@ def test_scored_run_of_a_real_model_feeds_the_browser_and_stays_quiet(tmp_path: 
         assert all(0 <= s <= e <= len(packed["text"]) for s, e in packed["spans"])
     rows = {r["stream"]: r for r in json.loads((run / "report.json").read_text())["streams"]}
     assert all(v is not None for v in rows["gold"]["nll_deciles"])
+    assert json.loads((run / "report.json").read_text())["predictors"]["sentence"].startswith("No predictor can be checked")
 
 
 def test_trace_browser_shows_the_student_trace_that_was_refined() -> None:

@@ -220,3 +220,62 @@ def test_serving_beyond_loopback_needs_a_key_or_insecure(monkeypatch):
 
     result = CliRunner().invoke(app, ["serve", "unused-model", "--host", "0.0.0.0"])
     assert result.exit_code == 1 and "refusing to serve" in result.output
+
+
+# issue #37: prompts x n is capped, an abandoned request stops at the next engine batch, errors in OpenAI's shape
+
+
+@pytest.mark.parametrize(
+    ("prompts", "n", "message", "param"),
+    [
+        (400, 16, "400 prompts are over this server's limit of 32", "prompt"),
+        (10, 16, "10 prompts x n=16 = 160 completions are over this server's limit of 64", "n"),
+    ],
+)
+def test_many_prompts_cannot_bypass_the_cap_on_n(http, prompts, n, message, param):
+    response = http.post("/completions", json={"model": "tiny", "prompt": ["2 + 2 ="] * prompts, "n": n, "max_tokens": 4})
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": 400}}
+
+
+def test_every_error_comes_in_the_openai_shape(http):
+    replies = {
+        "unknown path": http.post("/nowhere", json={}),
+        "wrong method": http.get("/completions"),
+        "not JSON": http.post("/chat/completions", content=b"{nope", headers={"content-type": "application/json"}),
+        "nested too deeply": http.post("/chat/completions", content=b"[" * 100_000, headers={"content-type": "application/json"}),
+        "wrong type": http.post("/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "n": "many"}),
+    }
+    for what, reply in replies.items():
+        assert 400 <= reply.status_code < 500, (what, reply.text)
+        error = reply.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"], (what, error)
+        assert error["code"] == reply.status_code, what
+    assert replies["wrong type"].json()["error"]["param"] == "n"
+
+
+class CountingHF(HFEngine):
+    """The hf engine, counting the prompts each call starts on."""
+
+    started = 0
+
+    def generate_text(self, prompts, n, sampling, labels=None):
+        self.started += len(prompts)
+        return super().generate_text(prompts, n, sampling, labels)
+
+
+def test_an_abandoned_request_starts_no_further_engine_batch(tiny_model_dir):
+    engine = CountingHF(str(tiny_model_dir), progress=False, batch_size=2)  # one prompt of n=2 per engine batch
+    app = create_app(engine, "tiny")
+    body = {"model": "tiny", "prompt": ["Question: what is 2 + 2?\nAnswer:"] * 32, "n": 2, "max_tokens": 300,
+            "temperature": 1.0}
+    with BackgroundServer(app) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/completions", json=body, timeout=0.5)
+        deadline = time.monotonic() + 300
+        while app.state.batcher.abandoned == 0:
+            assert time.monotonic() < deadline, "the abandoned request was never dropped"
+            time.sleep(0.1)
+        reply = httpx.post(f"{url}/completions", json={"model": "tiny", "prompt": "hi", "max_tokens": 2}, timeout=120)
+        assert reply.status_code == 200
+    assert engine.started < 32 + 1  # the small request's prompt, and not every one of the 32 abandoned prompts

@@ -116,7 +116,7 @@ from stylealign.records import Trace
 from stylealign.store import RunStore, work_key, work_keys
 
 root, items, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-stage = RunStore(root).stage("samples")
+stage = RunStore(root, {"writer": "child"}).stage("samples")  # the writer, as a run is: it cleans up stray temp files
 done = stage.done_keys()
 todo = [i for i in range(items) if work_key("sample", item=i) not in done]
 for start in range(0, len(todo), batch):

@@ -210,8 +210,8 @@ def test_rft_all_distinct_dedups_by_equations_and_cleans_debris(tmp_path, tiny_m
     rft = stream_traces(ctx.store, "rft")
     assert reasoning_signature(text) == reasoning_signature(same_equations)
     assert len(rft) == 1 and rft[0].text == text and rft[0].metrics["candidates"] == 3
-    assert clean_text(looped, truncated=False).actions == ["repeated_tail"]
-    assert clean_text(looped, truncated=False).text == text
+    assert clean_text(looped).actions == ["repeated_tail"]
+    assert clean_text(looped).text == text
 
 
 def test_rft_lowest_cost_selection_picks_the_cheapest_correct_sample(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
@@ -247,14 +247,6 @@ def test_oracle_streams_over_a_loopback_server_survive_server_errors(tmp_path, t
     assert sar_trace.metrics["sar_outcome"] == "accepted"
     [repair] = stream_traces(ctx.store, "sar_repair")
     assert repair.problem_id == ctx.problems()[1].id and repair.metrics["oracle"] == "lab-oracle"
-
-
-def test_cleaning_drops_an_unterminated_tail_only_when_truncated():
-    text = "Tom has 3 + 4 = 7 apples.\n\nThe answer is 7.\nSo then Tom goes to the"
-    assert clean_text(text, truncated=False).text == text
-    cleaned = clean_text(text, truncated=True)
-    assert cleaned.text == "Tom has 3 + 4 = 7 apples.\n\nThe answer is 7." and cleaned.actions == ["unterminated"]
-    assert cleaned.removed_chars == len(text) - len(cleaned.text)
 
 
 def test_exemplars_are_drawn_as_from_the_list_of_other_problems_traces():

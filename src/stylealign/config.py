@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PAPER_STREAMS = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
 """The paper's six streams: what runs when `streams.enabled` is not given."""
@@ -31,6 +31,11 @@ class Strict(BaseModel):
         return value
 
 
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="0 to 2**32 - 1: what numpy and TRL seed with")]
+"""A random seed: numpy (TRL seeds it) takes 32 bits, and a sample's stored seed (seed + training seed) must fit
+the 64-bit column it is written to."""
+
+
 class DatasetConfig(Strict):
     source: str = Field("lab", description="lab, gsm8k, math500, minerva_math, aime24, amc23, olympiadbench, a .jsonl/.parquet/.csv path, a load_from_disk dir, or hf:ID")
     split: str = "train"
@@ -41,11 +46,36 @@ class DatasetConfig(Strict):
     max_field_chars: int = Field(200_000, ge=1, description="longest question/answer/solution accepted; longer rows are errors (skipped with skip_bad)")
 
 
+class ProblemSource(DatasetConfig):
+    """A source of training problems: a dataset, checked against the evaluation sets when it is loaded."""
+
+    decontaminate: bool | None = Field(
+        None,
+        description="problems sharing a 13-gram with an evaluation question: true drops them (listed in "
+        "problems/contamination.json), null reports them (the lab's generated problems are not checked), false "
+        "skips the check",
+    )
+
+
+class TokenRates(Strict):
+    """A rate per prompt token and per generated token; one number sets both."""
+
+    prompt: float = Field(ge=0)
+    generated: float = Field(ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_number(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"prompt": value, "generated": value}
+        return value
+
+
 class EngineConfig(Strict):
     """Which backend runs a model. The code that uses an engine never looks at `type`."""
 
     type: Literal["hf", "openai", "vllm", "ray", "lab-oracle"] = "hf"
-    model: str | None = Field(None, description="local dir, hub id, gguf:PATH, package:NAME or lab:student")
+    model: str | None = Field(None, description="local dir, hub id, gguf:PATH, package:NAME, package:STEM* (split GGUF), known:NAME or lab:student")
     # hf / vllm
     device: str = "auto"
     dtype: str = "auto"
@@ -61,6 +91,18 @@ class EngineConfig(Strict):
     timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(5, ge=0)
     tokenizer: str | None = Field(None, description="local tokenizer dir: renders the chat template for scoring")
+    # what `stylealign plan` prices and times with; not part of the experiment (left out of keys and the manifest)
+    price_per_million_tokens: TokenRates | None = Field(
+        None, exclude=True, description="plan: money per million tokens, one number or {prompt, generated}"
+    )
+    tokens_per_second: TokenRates | None = Field(
+        None, exclude=True, description="plan: this engine's throughput, one number or {prompt, generated}"
+    )
+    serve: bool = Field(
+        False,
+        description="openai: start `stylealign serve MODEL` on base_url's loopback port when first needed and stop it "
+        "when the run ends (device, dtype and batch_size configure the served hf engine)",
+    )
     # ray
     num_actors: int = Field(2, ge=1)
     address: str | None = Field(
@@ -87,7 +129,7 @@ class SamplingConfig(Strict):
 
 
 class RFTConfig(Strict):
-    selection: Literal["first", "random", "lowest_cost", "all_distinct"] = "first"
+    selection: Literal["first", "random", "lowest_cost", "all_distinct", "all"] = "first"
     clean: bool = True
 
 
@@ -101,6 +143,7 @@ class SARRepairConfig(Strict):
     continuations: int = Field(4, ge=1)
     locator: Literal["oracle", "lab"] = "oracle"
     max_problems: int | None = Field(None, ge=1)
+    keep: int = Field(1, ge=1, description="verified continuations kept per problem, lowest student NLL first")
 
 
 def _known_streams(names: list[str], *, forbidden: str) -> list[str]:
@@ -111,12 +154,18 @@ def _known_streams(names: list[str], *, forbidden: str) -> list[str]:
 
 
 class GrapeConfig(Strict):
-    """GRAPE (Zhang, Dai & Peng 2025): per problem, the verified candidate the student finds most likely."""
+    """GRAPE (Zhang, Dai & Peng 2025): per problem, the verified candidate the student finds most likely, or the
+    one another predictor of utility rates best."""
 
     pool: list[str] = Field(
         default_factory=lambda: ["gold", "rft", "oracle_synth", "oracle_refine"], min_length=1,
         description="streams whose correct traces compete per problem; `rft` means every correct student sample "
         "(what rft selects from), not only the one rft keeps",
+    )
+    criterion: Literal["likelihood", "rank_surprisal", "car"] = Field(
+        "likelihood",
+        description="what picks a problem's candidate: likelihood (GRAPE's highest mean token log-prob), "
+        "rank_surprisal (lowest RSR) or car (highest compatibility-adjusted reward; needs a reward)",
     )
 
     @field_validator("pool")
@@ -161,6 +210,11 @@ class StreamsConfig(Strict):
     match_problems: bool = Field(
         False, description="train every stream on the same problem ids (their intersection), a control for which problems"
     )
+    near_duplicate: float | None = Field(
+        None, gt=0, lt=1,
+        description="streams keeping several traces per problem (rft all / all_distinct, sar_repair keep > 1) drop a "
+        "trace whose normalised edit distance to a kept trace of its problem is below this; counted in streams.json",
+    )
 
     def model_post_init(self, __context: Any) -> None:
         unknown = [s for s in self.enabled if s not in STREAMS]
@@ -175,6 +229,7 @@ class RewardConfig(Strict):
     engine: EngineConfig | None = None
     step_separator: str = "\n\n"
     batch_size: int = Field(8, ge=1)
+    max_tokens: int | None = Field(None, ge=1, description="judge: longest judge answer (default: sampling.max_tokens)")
     trust_remote_code: bool = Field(
         False, description="run the Python code an orm/prm model ships (e.g. Qwen2.5-Math-RM-72B); never implied"
     )
@@ -218,7 +273,7 @@ class TrainingConfig(Strict):
         "more time. The result does not change (byte-identical weights measured on CPU), so it is not part of "
         "the training key",
     )
-    seeds: list[int] = Field(
+    seeds: list[Seed] = Field(
         default_factory=lambda: [0], min_length=1,
         description="every stream is trained (and every model evaluated) once per seed",
     )
@@ -241,6 +296,11 @@ class EvaluationConfig(Strict):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(512, ge=1)
+    last_number: bool = Field(
+        True,
+        description="grade a finished answer that states no final answer by its last number (never a sample cut by "
+        "max_tokens; training data never uses it); the report names the setting",
+    )
 
 
 PAPER_CONTRASTS = (
@@ -270,8 +330,8 @@ class ReportConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = "experiment"
-    seed: int = 0
-    problems: list[DatasetConfig] = Field(default_factory=lambda: [DatasetConfig()], min_length=1, description="one source, or a list whose problems are pooled")
+    seed: Seed = 0
+    problems: list[ProblemSource] = Field(default_factory=lambda: [ProblemSource()], min_length=1, description="one source, or a list whose problems are pooled")
     student: ModelRole
     oracle: ModelRole | None = None
     prompts_dir: str | None = Field(None, description="folder of template overrides, searched before the built-ins")
@@ -285,7 +345,16 @@ class ExperimentConfig(Strict):
     @field_validator("problems", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, dict | DatasetConfig) else value
+        values = [value] if isinstance(value, dict | DatasetConfig) else value
+        if not isinstance(values, list):
+            return values
+        return [v.model_dump() if isinstance(v, DatasetConfig) and not isinstance(v, ProblemSource) else v for v in values]
+
+    @model_validator(mode="after")
+    def _car_needs_a_reward(self) -> ExperimentConfig:
+        if "grape" in self.streams.enabled and self.streams.grape.criterion == "car" and self.reward.type == "none":
+            raise ValueError("streams.grape.criterion 'car' discounts each candidate's reward: set a reward.type")
+        return self
 
 
 class ConfigError(ValueError):
@@ -308,7 +377,7 @@ def parse_config(data: dict[str, Any], origin: str = "<config>") -> ExperimentCo
 
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
-"""The experiment configs shipped inside the package (`demo`, `real-cpu`, `rehearsal`, `qwen2.5-math-1.5b`)."""
+"""The experiment configs shipped inside the package (`demo`, `lab-full`, `real-cpu`, `rehearsal`, `qwen2.5-math-1.5b`)."""
 
 
 def config_path(config: str | Path) -> Path:
@@ -329,6 +398,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     path = config_path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):

@@ -5,16 +5,21 @@ Every source becomes a list of `Problem` with a stable id (bundled sets: split
 and index; files: an `id` column or a content id), a bare answer and, where the
 source has one, a clean reference solution. Rows are read lazily, so
 `limit`/`offset` on a 100K-row file stop early. A malformed row (bad JSON,
-bytes that are not UTF-8, a field over `max_field_chars`, an id already used)
-raises an error naming the file and line; with `skip_bad` it is skipped and
-listed in the report.
+bytes that are not UTF-8, a field over `max_field_chars`, an id already used,
+a question or answer that is not text or a number) raises an error naming the
+file and line; with `skip_bad` it is skipped and listed in the report. JSON is
+read strictly: `NaN`, `Infinity` and numbers out of a float's range are
+errors, integers too long for Python's int conversion are kept as their
+digits, and nesting too deep to parse is an error, not a crash.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +44,10 @@ _DEFAULT_COLUMNS = {
     "reference_solution": ("solution", "reference_solution", "rationale"),
 }
 TARGETS = tuple(_DEFAULT_COLUMNS)
+CSV_FIELD_CHARS = 64 * 2**20
+"""Longest CSV field read (the csv module's default stops at 131,072); `max_field_chars` then applies."""
+_INT_DIGITS = 4_000
+"""JSON integers longer than this stay text: Python refuses to convert more than 4,300 digits."""
 
 
 class DatasetError(ValueError):
@@ -65,6 +74,29 @@ class Row:
     values: dict[str, Any]
 
 
+def _json_int(text: str) -> int | str:
+    return int(text) if len(text.lstrip("-")) <= _INT_DIGITS else text
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON (see the module doc); ValueError names what is wrong."""
+    try:
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _iter_jsonl(path: Path) -> Iterator[Row | Skipped]:
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -77,8 +109,8 @@ def _iter_jsonl(path: Path) -> Iterator[Row | Skipped]:
             if not line.strip():
                 continue
             try:
-                values = json.loads(line)
-            except json.JSONDecodeError as err:
+                values = parse_json(line)
+            except ValueError as err:
                 yield Skipped(location, f"not valid JSON: {err}")
                 continue
             if isinstance(values, dict):
@@ -89,11 +121,13 @@ def _iter_jsonl(path: Path) -> Iterator[Row | Skipped]:
 
 def _iter_json(path: Path) -> Iterator[Row | Skipped]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise DatasetError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    except ValueError as err:
+        raise DatasetError(f"{path}: not valid JSON: {err}") from None
     if not isinstance(data, list):
         raise DatasetError(f"{path}: expected a JSON list of objects")
     for i, values in enumerate(data):
@@ -111,9 +145,17 @@ def _utf8_lines(path: Path, f: Iterable[bytes]) -> Iterator[str]:
 
 
 def _iter_csv(path: Path) -> Iterator[Row | Skipped]:
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_CHARS))
     with open(path, "rb") as f:
         reader = csv.DictReader(_utf8_lines(path, f))
-        for values in reader:
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                yield Skipped(f"{path}:{reader.line_num}", f"not valid CSV: {err}")
+                continue
             location = f"{path}:{reader.line_num}"
             if None in values or None in values.values():
                 yield Skipped(
@@ -174,13 +216,26 @@ def clean_gsm8k_solution(solution: str) -> tuple[str, str]:
     return answer, f"{body}\nThe answer is {answer}."
 
 
+def field_text(name: str, value: Any) -> str | None:
+    """A field's value as text: a string as it is, a finite number as written, None for null. A list, an
+    object, a boolean or NaN is an error (ValueError naming the field): its Python repr is no question
+    or answer."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        kind = "NaN or infinite" if isinstance(value, float) else f"a {type(value).__name__}"
+        raise ValueError(f"field {name!r} is {kind}, not text or a number")
+    return str(value)
+
+
 def _column(values: dict[str, Any], spec: str) -> str | None:
     parts = []
     for name in spec.split("+"):
         if name not in values:
             raise ValueError(f"no column {name!r} (columns: {', '.join(map(str, values))})")
-        if values[name] is not None:
-            parts.append(str(values[name]).strip())
+        text = field_text(name, values[name])
+        if text is not None:
+            parts.append(text.strip())
     return " ".join(p for p in parts if p) or None
 
 
@@ -430,6 +485,24 @@ def load_report(cfg: DatasetConfig, key: str = "source") -> LoadReport:
             "; ".join(f"{s.location}: {s.reason}" for s in report.skipped[:5]),
         )
     return report
+
+
+def source_fingerprint(cfg: DatasetConfig) -> str | None:
+    """A hash of the bytes of a file or `save_to_disk` directory source, so an edited file is read again;
+    None for the bundled sets, the lab and hub datasets, fixed by the installed package or the hub."""
+    if cfg.source in ("lab", "gsm8k", *BUNDLED_TEST_SETS) or cfg.source.startswith("hf:"):
+        return None
+    path = Path(cfg.source)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path) if path.is_dir() else ''}\0".encode())
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_problems(cfg: DatasetConfig) -> list[Problem]:

@@ -153,7 +153,7 @@ def accuracy_summary(traces: Iterable[Trace], k: int | None = None, *, resamples
     """Avg@k, pass@k, the 95% interval (problems and seeds), per-seed accuracy and length cuts from eval traces.
 
     Accuracy is the mean over test sets of the mean over seeds; `length_cut` is the share of samples that
-    stopped at `max_tokens` (graded wrong unless the answer came before the cut).
+    stopped at `max_tokens` (graded wrong unless they state their answer explicitly before the cut).
     """
     traces = list(traces)
     by_set: dict[str, dict[int, dict[str, list[bool]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -234,13 +234,15 @@ def evaluate_engine(
                     dataset=label,
                     k=cfg.k,
                     sampling=sampling.to_dict(),
+                    grading={"last_number": cfg.last_number, "cut_samples": "explicit_only"},
                 )
                 for p in chunk
             }
             todo = [p for p in chunk if keys[p.id] not in done]
             if todo:
                 outputs = sample_and_grade(
-                    engine, [template.request(question=p.question) for p in todo], [p.answer for p in todo], cfg.k, sampling
+                    engine, [template.request(question=p.question) for p in todo], [p.answer for p in todo], cfg.k, sampling,
+                    training=False, last_number=cfg.last_number,
                 )
                 records = [
                     Trace(
@@ -252,7 +254,7 @@ def evaluate_engine(
                         template=template.name,
                         sampling=sampling.to_dict(),
                         seed=seed,
-                        correct=ok,
+                        correct=verdict.correct,
                         metrics={
                             "dataset": label,
                             "sample": i,
@@ -262,7 +264,7 @@ def evaluate_engine(
                         },
                     )
                     for p, completions in zip(todo, outputs, strict=True)
-                    for i, (completion, ok) in enumerate(completions)
+                    for i, (completion, verdict) in enumerate(completions)
                 ]
                 stage.commit(records, [keys[p.id] for p in todo])
 

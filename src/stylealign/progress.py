@@ -2,11 +2,15 @@
 
 An engine's own per-call bar (`stage_bar_active`) and transformers' "Loading
 weights" bar (`quiet_loading`) would print nested or bare lines under the
-stage's bar, so they are switched off while it shows.
+stage's bar, so they are switched off while it shows. A library's tqdm bar
+(an engine's, the trainer's) is drawn only on a terminal (`library_bars`):
+redrawn into a log file it would write a line per update, so a log gets the
+summary lines alone.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -55,6 +59,11 @@ def stage_bar(console: Console, description: str, total: int) -> Iterator[Callab
 def stage_bar_active() -> bool:
     """Whether a stage's bar is showing: an engine then shows no bar of its own."""
     return _open_bars > 0
+
+
+def library_bars() -> bool:
+    """Whether a library may draw its own tqdm bar: stderr (where tqdm writes) is a terminal and no stage bar shows."""
+    return sys.stderr.isatty() and not stage_bar_active()
 
 
 @contextmanager

@@ -12,12 +12,17 @@ sampling parameters), so concurrent clients get batched generation; the hf
 engine seeds every sample from its own request, so merging never changes
 results.
 
-Exposed to others, it stays bounded: `ServerLimits` caps `n`, `max_tokens`,
-the body size (413) and the prompt's tokens; malformed requests get 400
-naming the field; a request whose client disconnects is dropped (queued) or
-stopped (running, hf engine); `stream: true` is refused with 400; an API key
-(`--api-key-env`) is required with `Authorization: Bearer`, and a
-non-loopback address is refused without one unless `--insecure` is given.
+Exposed to others, it stays bounded: `ServerLimits` caps `n`, the prompts of
+one request and its completions in all (prompts × n), `max_tokens`, the body
+size (413) and the prompt's tokens; malformed requests get 400 naming the
+field; a request whose client disconnects is dropped (queued) or stopped
+(running: the engine is called one batch at a time, and no further batch
+starts once every client of the call left; the hf engine also stops the batch
+in flight); `stream: true` is refused with 400; an API key (`--api-key-env`)
+is required with `Authorization: Bearer`, and a non-loopback address is
+refused without one unless `--insecure` is given. Every error, unknown paths
+and server faults included, comes in OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}`, which clients parse.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from stylealign.engines.base import (
     Completion,
@@ -61,7 +67,11 @@ class ServerLimits:
     max_tokens: int = 4096
     max_body_bytes: int = 1_000_000
     max_prompt_tokens: int = 8192
-    """Prompt tokens per request (the hf engine also refuses prompt + max_tokens beyond the model's context)."""
+    """Prompt tokens per prompt (the hf engine also refuses prompt + max_tokens beyond the model's context)."""
+    max_prompts: int = 32
+    """Prompts in one completions request."""
+    max_completions: int = 64
+    """Completions one request may ask for in all: prompts × n."""
 
 
 class ChatMessage(BaseModel):
@@ -106,7 +116,11 @@ class CompletionBody(SamplingBody):
 
 
 class BadRequest(ValueError):
-    pass
+    """A request the server refuses (400); `param` names the field at fault, as OpenAI's errors do."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class ClientGone(Exception):
@@ -156,6 +170,11 @@ class _Job:
     extra: list = field(default_factory=list)
 
 
+GATHER_SECONDS = 0.05
+"""How long an idle batcher waits after the first request before it starts: a client sending many requests at
+once (the openai engine with `concurrency`) gets them answered as one batch, not the first alone."""
+
+
 class Batcher:
     """One worker task feeding the engine: every call that queued while it was busy runs as one batch."""
 
@@ -201,6 +220,7 @@ class Batcher:
     async def _run(self) -> None:
         while True:
             await self.wake.wait()
+            await asyncio.sleep(GATHER_SECONDS)  # the rest of a burst of concurrent requests joins the first
             self.wake.clear()
             while self.pending:
                 first = self.pending[0]
@@ -213,6 +233,9 @@ class Batcher:
         try:
             results = await run_in_threadpool(self._call, group)
             self.abandoned += sum(job.future.cancelled() for job in group)
+        except ClientGone:  # every client left before the last engine batch: nobody to answer
+            self.abandoned += len(group)
+            return
         except Exception as err:  # noqa: BLE001 - every failure goes back to its client
             if len(group) > 1:
                 for job in group:
@@ -227,26 +250,38 @@ class Batcher:
             start += len(job.items)
 
     def _call(self, group: list[_Job]) -> list:
+        """The group's items, one engine batch of rows at a time; `ClientGone` once every client left."""
         first = group[0]
         items = [item for job in group for item in job.items]
+        extra = [e for job in group for e in job.extra]
 
         def everyone_left() -> bool:
             return all(job.future.cancelled() for job in group)
 
+        rows = getattr(self.engine, "batch_size", 16)
+        if first.kind != "score" and first.sampling is not None and first.sampling.temperature > 0:
+            rows //= first.n  # each prompt is n rows (one, greedy)
+        step = max(1, rows)
         stoppable = hasattr(self.engine, "should_stop")
+        results: list = []
         with self.lock:
             if stoppable:
                 self.engine.should_stop = everyone_left  # type: ignore[attr-defined]
             try:
-                if first.kind == "chat":
-                    return self.engine.generate(items, first.n, first.sampling)
-                if first.kind == "text":
-                    return self.engine.generate_text(items, first.n, first.sampling)  # type: ignore[attr-defined]
-                starts = [s for job in group for s in job.extra]
-                return self.engine.token_logprobs(items, starts)  # type: ignore[attr-defined]
+                for start in range(0, len(items), step):
+                    if everyone_left():
+                        raise ClientGone
+                    chunk = items[start : start + step]
+                    if first.kind == "chat":
+                        results += self.engine.generate(chunk, first.n, first.sampling)
+                    elif first.kind == "text":
+                        results += self.engine.generate_text(chunk, first.n, first.sampling)  # type: ignore[attr-defined]
+                    else:
+                        results += self.engine.token_logprobs(chunk, extra[start : start + step])  # type: ignore[attr-defined]
             finally:
                 if stoppable:
                     self.engine.should_stop = None  # type: ignore[attr-defined]
+        return results
 
 
 def create_app(
@@ -262,14 +297,21 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: HTTPRequest, err: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in err.errors()
-        )
-        return _error(400, f"invalid request: {problems}")
+        fields = [".".join(str(p) for p in e["loc"] if p != "body") or "body" for e in err.errors()]
+        problems = "; ".join(f"{name}: {e['msg']}" for name, e in zip(fields, err.errors(), strict=True))
+        return _error(400, f"invalid request: {problems}", fields[0] if fields else None)
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: HTTPRequest, err: BadRequest) -> JSONResponse:
-        return _error(400, str(err))
+        return _error(400, str(err), err.param)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: HTTPRequest, err: HTTPException) -> JSONResponse:
+        return _error(err.status_code, str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def server_fault(_: HTTPRequest, err: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(err).__name__}")
 
     @app.exception_handler(EngineError)
     async def engine_error(_: HTTPRequest, err: EngineError) -> JSONResponse:
@@ -279,16 +321,28 @@ def create_app(
     async def client_gone(_: HTTPRequest, err: ClientGone) -> JSONResponse:
         return _error(499, "client disconnected")
 
-    def check(body: SamplingBody, sampling: SamplingParams, prompt_tokens: list[int]) -> None:
+    def check_size(body: SamplingBody, sampling: SamplingParams, prompts: int) -> None:
+        """What a request asks for, refused before any prompt is tokenized."""
         if body.stream:
-            raise BadRequest("stream=true is not supported by stylealign serve; send stream=false")
+            raise BadRequest("stream=true is not supported by stylealign serve; send stream=false", "stream")
         if body.n > limits.max_n:
-            raise BadRequest(f"n={body.n} is over this server's limit of {limits.max_n}")
+            raise BadRequest(f"n={body.n} is over this server's limit of {limits.max_n}", "n")
+        if prompts > limits.max_prompts:
+            raise BadRequest(f"{prompts} prompts are over this server's limit of {limits.max_prompts}", "prompt")
+        if prompts * body.n > limits.max_completions:
+            raise BadRequest(
+                f"{prompts} prompts x n={body.n} = {prompts * body.n} completions are over this server's limit of "
+                f"{limits.max_completions}", "n",
+            )
         if sampling.max_tokens > limits.max_tokens:
-            raise BadRequest(f"max_tokens={sampling.max_tokens} is over this server's limit of {limits.max_tokens}")
+            raise BadRequest(f"max_tokens={sampling.max_tokens} is over this server's limit of {limits.max_tokens}", "max_tokens")
+
+    def check_prompts(prompt_tokens: list[int]) -> None:
         for i, count in enumerate(prompt_tokens):
             if count > limits.max_prompt_tokens:
-                raise BadRequest(f"prompt {i} has {count} tokens, over this server's limit of {limits.max_prompt_tokens}")
+                raise BadRequest(
+                    f"prompt {i} has {count} tokens, over this server's limit of {limits.max_prompt_tokens}", "prompt"
+                )
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -309,9 +363,10 @@ def create_app(
             sampling = SamplingParams(**{**vars(sampling), "max_tokens": body.max_completion_tokens})
         if sampling.max_tokens < 1:
             raise BadRequest("max_tokens must be at least 1 for chat completions")
+        check_size(body, sampling, 1)
         request = Request(messages=tuple(messages), prefix=prefix)
         prompt_tokens = len(encode_prompt(tokenizer, render_prompt(tokenizer, request))) if tokenizer else 0
-        check(body, sampling, [prompt_tokens])
+        check_prompts([prompt_tokens])
         (completions,) = await _unless_client_leaves(http, batcher.submit("chat", [request], body.n, sampling))
         choices = [
             {
@@ -328,8 +383,9 @@ def create_app(
     async def completions(body: CompletionBody, http: HTTPRequest) -> dict[str, Any]:
         if not raw:
             raise BadRequest(f"{model_name} serves chat completions only: its engine has no raw-prompt path")
-        prompts = _prompts(body.prompt, len(tokenizer))
         sampling = body.sampling(16)
+        prompts = _prompts(body.prompt, len(tokenizer))
+        check_size(body, sampling, len(prompts))
         if body.logprobs is not None and not (body.echo and sampling.max_tokens == 0):
             raise BadRequest(
                 "logprobs are returned for echoed prompts only: send echo=true with max_tokens=0"
@@ -337,7 +393,7 @@ def create_app(
         if sampling.max_tokens == 0 and not body.echo:
             raise BadRequest("max_tokens=0 is only allowed with echo=true")
         ids = [p if isinstance(p, list) else encode_prompt(tokenizer, p) for p in prompts]
-        check(body, sampling, [len(seq) for seq in ids])
+        check_prompts([len(seq) for seq in ids])
         texts = [p if isinstance(p, str) else tokenizer.decode(p) for p in prompts]
         if sampling.max_tokens == 0:
             generated = [
@@ -435,9 +491,14 @@ def _envelope(
     }
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    kind = {401: "AuthenticationError", 413: "RequestTooLarge"}.get(status, "BadRequestError")
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
+def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
+    """OpenAI's error shape: what went wrong, its type, the field at fault (or null) and a code."""
+    kind = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large", 499: "client_disconnected"}.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
+    return JSONResponse(
+        status_code=status, content={"error": {"message": message, "type": kind, "param": param, "code": status}}
+    )
 
 
 def build_engine(model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16) -> Engine:

@@ -12,7 +12,13 @@ that produced no record (a rejected sample, say) are remembered all the same.
 One writer at a time: a run started on a directory holds an exclusive
 `flock` on `<run>/.lock` (the file names the holder's PID). The kernel drops
 the lock when its process dies, so a lock left by a killed run is simply
-taken over.
+taken over. Only the writer cleans up: stray temp files of dead processes,
+and files that cannot be read (a truncated or corrupt shard, manifest or
+JSON artifact, e.g. after a disk fault), which it moves to
+`<run>/quarantine/` (never deletes) with a warning naming them; a
+quarantined shard's work is then redone, as its keys are gone with it. A
+reader (`report --no-rebuild`, `export`, a data-parallel process other than
+the first) only names such a file in its error and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -46,6 +53,9 @@ _KEYS = b"stylealign.keys"
 _REQUIRED = object()  # read_json without a `missing` value: a missing file is an error
 _KIND = b"stylealign.kind"
 _KINDS: dict[str, type[Problem] | type[Trace]] = {"Problem": Problem, "Trace": Trace}
+QUARANTINE = "quarantine"
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(OSError):
@@ -105,6 +115,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
     _write_then_rename(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def _set_aside(root: Path, path: Path, problem: str, writer: bool) -> None:
+    """A writer moves an unreadable file to `<root>/quarantine/` and warns; a reader raises, naming it."""
+    if not writer:
+        raise StoreError(f"{path}: cannot be read ({problem}); a `stylealign run` on {root} sets it aside and redoes its work")
+    target = root / QUARANTINE / path.relative_to(root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    log.warning("%s: cannot be read (%s); moved to %s, its work is redone", path, problem, target)
+
+
 def _fsynced_parquet(table: pa.Table):
     def write(tmp: Path) -> None:
         with pa.OSFile(str(tmp), "wb") as sink:
@@ -116,24 +136,55 @@ def _fsynced_parquet(table: pa.Table):
 
 
 class Stage:
-    """Records of one stage, as shards in `<run>/<name>/`."""
+    """Records of one stage, as shards in `<run>/<name>/`. A `writer`'s stage cleans up and sets aside
+    unreadable shards (see the module doc)."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str, *, writer: bool = False):
         self.name = name
+        self.root = root
         self.dir = root / name
+        self.writer = writer
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stray in self.dir.glob(".*.tmp"):
-            stray.unlink(missing_ok=True)
+        if writer:
+            for stray in self.dir.glob(".*.tmp"):
+                if stray.name.split(".")[-3:-2] != [str(os.getpid())]:  # not one this process is writing now
+                    stray.unlink(missing_ok=True)
 
     def _shards(self) -> list[Path]:
         return sorted(self.dir.glob("shard-*.parquet"))
 
+    def _shard_keys(self) -> Iterator[tuple[Path, list[str]]]:
+        """(shard, the keys it finished) of every readable shard, in commit order."""
+        for shard in self._shards():
+            try:
+                meta = pq.read_schema(shard).metadata or {}
+                keys = json.loads(meta.get(_KEYS, b"[]"))
+            except FileNotFoundError:  # set aside by the writer meanwhile
+                continue
+            except (pa.ArrowException, ValueError, OSError) as err:
+                self._unreadable(shard, err)
+                continue
+            yield shard, keys
+
+    def _unreadable(self, shard: Path, err: Exception) -> None:
+        """A shard whose content cannot be read: set aside or named (`_set_aside`); no access to it is an error."""
+        if isinstance(err, PermissionError | IsADirectoryError):
+            raise StoreError(f"{shard}: cannot read: {err}") from err
+        _set_aside(self.root, shard, f"{type(err).__name__}: {err}", self.writer)
+
     def done_keys(self) -> set[str]:
         keys: set[str] = set()
-        for shard in self._shards():
-            meta = pq.read_schema(shard).metadata or {}
-            keys.update(json.loads(meta.get(_KEYS, b"[]")))
+        for _, finished in self._shard_keys():
+            keys.update(finished)
         return keys
+
+    def committed_with(self, key: str, cls: type[Record]) -> list[Record] | None:
+        """The records of the last shard that finished `key`, or None if none did."""
+        found = [shard for shard, finished in self._shard_keys() if key in finished]
+        if not found:
+            return None
+        tables = list(self._tables(cls, None, shards=found[-1:]))
+        return [record for table in tables for record in from_table(table, cls)]
 
     def commit(self, records: Sequence[Problem | Trace], keys: Iterable[str]) -> None:
         """Write `records` and mark `keys` done, atomically, as one new shard."""
@@ -170,17 +221,28 @@ class Stage:
                     seen.add(row[0])
                     yield row
 
-    def _tables(self, cls: type[Record], ids: Collection[str] | None, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    def _tables(
+        self, cls: type[Record], ids: Collection[str] | None, columns: list[str] | None = None,
+        shards: list[Path] | None = None,
+    ) -> Iterator[pa.Table]:
         """Each non-empty shard's table (its `columns`, rows of `ids` when given), in commit order."""
         wanted = ids if ids is None or isinstance(ids, (set, frozenset)) else set(ids)
-        for shard in self._shards():
-            with pq.ParquetFile(shard) as file:
-                if file.metadata.num_rows == 0:
+        for shard in self._shards() if shards is None else shards:
+            try:
+                with pq.ParquetFile(shard) as file:
+                    if file.metadata.num_rows == 0:
+                        continue
+                    kind = (file.schema_arrow.metadata or {}).get(_KIND, b"Trace").decode()
+                    table = file.read(columns=columns)
+            except FileNotFoundError:  # set aside by the writer meanwhile
+                continue
+            except (pa.ArrowException, ValueError, OSError) as err:
+                self._unreadable(shard, err)
+                if shards is None:
                     continue
-                kind = (file.schema_arrow.metadata or {}).get(_KIND, b"Trace").decode()
-                if kind != cls.__name__:
-                    raise TypeError(f"{shard}: holds {kind} records, asked for {cls.__name__}")
-                table = file.read(columns=columns)
+                raise StoreError(f"{shard}: its records were set aside; run again to redo its work") from err
+            if kind != cls.__name__:
+                raise TypeError(f"{shard}: holds {kind} records, asked for {cls.__name__}")
             if wanted is not None:  # a Python set lookup per row: `pc.is_in` hashes the whole id set again per shard
                 table = table.filter(pa.array([i in wanted for i in table.column("id").to_pylist()], pa.bool_()))
             yield table
@@ -188,6 +250,11 @@ class Stage:
     def records(self, cls: type[Record]) -> list[Record]:
         """All records in commit order, first copy of each id kept."""
         return list(self.iter_records(cls))
+
+    def latest(self, cls: type[Record]) -> dict[str, Record]:
+        """Each id's last committed record: the current version of a record that is stored again when its
+        source changes (a problem whose file was edited)."""
+        return {record.id: record for table in self._tables(cls, None) for record in from_table(table, cls)}
 
     def clear(self) -> None:
         for shard in self._shards():
@@ -263,15 +330,13 @@ class RunStore:
             self._write_manifest(manifest)
 
     def manifest(self) -> dict[str, Any]:
-        if not self.manifest_path.exists():
-            return {}
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return self._read_json_file(self.manifest_path, {})
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         _atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
 
     def stage(self, name: str) -> Stage:
-        return Stage(self.root, name)
+        return Stage(self.root, name, writer=self.locked)
 
     def mark_done(self, stage: str, summary: dict[str, Any] | None = None) -> None:
         manifest = self.manifest()
@@ -287,8 +352,20 @@ class RunStore:
         return path
 
     def read_json(self, relpath: str, missing: Any = _REQUIRED) -> Any:
-        """The JSON file at `relpath`; `missing`, when given, is returned if the file does not exist."""
-        path = self.root / relpath
+        """The JSON file at `relpath`; `missing`, when given, is returned if the file does not exist (or, to
+        a writer, could not be read and was set aside)."""
+        return self._read_json_file(self.root / relpath, missing)
+
+    def _read_json_file(self, path: Path, missing: Any) -> Any:
         if missing is not _REQUIRED and not path.is_file():
             return missing
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+            if path == self.manifest_path and not isinstance(value, dict):
+                raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+            return value
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            _set_aside(self.root, path, f"{type(err).__name__}: {err}", self.locked)
+        if missing is _REQUIRED:
+            raise StoreError(f"{path}: could not be read and was set aside; run again to rebuild it")
+        return missing

@@ -36,15 +36,18 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from stylealign.config import BudgetConfig, EngineConfig, TrainingConfig
 from stylealign.distributed import is_main_process
 from stylealign.engines.base import Request, encode_prompt_response
+from stylealign.progress import library_bars
 from stylealign.records import content_id
 from stylealign.run.context import RunContext
+from stylealign.store import StoreError
 
 TRAINING_INFO = "stylealign_training.json"
 TRAINING_LOG = "training_log.json"
@@ -194,7 +197,7 @@ def _sft_args(
         logging_steps=max(1, max_steps // 50),
         report_to=cfg.report_to,
         log_level="error",
-        disable_tqdm=False,
+        disable_tqdm=not library_bars(),
         dataloader_num_workers=0,
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
@@ -237,6 +240,24 @@ def _training_info(
     }
 
 
+_WRITE_FAILURES = ("failed writing", "file write failed", "No space left", "File too large", "Error while serializing")
+"""How torch's and safetensors' serializers report a write that failed, in a RuntimeError or their own error."""
+
+
+@contextmanager
+def _write_errors(out_dir: Path) -> Iterator[None]:
+    """A checkpoint or model that cannot be written (a full disk) as one StoreError naming `out_dir`."""
+    try:
+        yield
+    except OSError as err:
+        raise StoreError(f"{out_dir}: cannot write the model: {err.strerror or err}") from err
+    except Exception as err:
+        message = str(err).strip()
+        if not any(sign in message for sign in _WRITE_FAILURES):
+            raise
+        raise StoreError(f"{out_dir}: cannot write the model: {message.splitlines()[-1][:300]}") from err
+
+
 def _save_model(out_dir: Path, trained: Any, tokenizer: Any, info: dict[str, Any], log_history: list[Any]) -> None:
     """Write the model, tokenizer, info and log beside `out_dir/model`, then swap the directory in."""
     tmp = out_dir / f".model.{os.getpid()}.tmp"
@@ -276,7 +297,7 @@ def fine_tune(
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTTrainer
 
     transformers.logging.set_verbosity_error()
@@ -320,10 +341,13 @@ def fine_tune(
             callbacks=list(callbacks),
         )
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_quiet_progress())
+    trainer.remove_callback(PrinterCallback)  # what the trainer logs instead of a bar: a dict per log step
+    if library_bars():
+        trainer.add_callback(_quiet_progress())
     checkpoint = _complete_checkpoint(out_dir)
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with _write_errors(out_dir):
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trained = trainer.model
     if peft_config is not None:
         trained = trained.merge_and_unload()
@@ -335,7 +359,8 @@ def fine_tune(
         processes=trainer.args.world_size,
     )
     if processes.is_main_process:
-        _save_model(out_dir, trained, tokenizer, info, trainer.state.log_history)
+        with _write_errors(out_dir):
+            _save_model(out_dir, trained, tokenizer, info, trainer.state.log_history)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     processes.wait_for_everyone()  # the others return the model directory only once it is there
     del trainer, trained, model
@@ -441,11 +466,17 @@ def train_stage(ctx: RunContext) -> dict[str, Any]:
             continue
         seeds = {}
         for seed in cfg.seeds:
-            ctx.console.print(f"training on [bold]{stream}[/] ({len(examples)} examples, seed {seed})")
+            if library_bars():  # the trainer's bar follows on a terminal; a log gets the summary line alone
+                ctx.console.print(f"training on [bold]{stream}[/] ({len(examples)} examples, seed {seed})")
             model_dir = fine_tune(base, examples, cfg, seed_dir(ctx.store.root, stream, seed), seed=seed)
             info = json.loads((model_dir / TRAINING_INFO).read_text(encoding="utf-8"))
             info.pop("config", None)
             seeds[str(seed)] = info
+            loss = "-" if info.get("last_loss") is None else f"{info['last_loss']:.4f}"
+            ctx.console.print(
+                f"trained [bold]{stream}[/] seed {seed}: {len(examples)} examples, {info['steps']} steps, "
+                f"final loss {loss}, {info['seconds']} s"
+            )
         first = next(iter(seeds.values()))
         streams[stream] = {
             key: first[key] for key in ("examples", "tokens", "longest_response_tokens", "steps", "epochs", "tokens_trained")

@@ -70,11 +70,16 @@ class TokenScores:
 
     `offsets[i]` is the (start, end) character span of token i in the response
     text, so per-step and per-quarter costs can be computed on any engine.
+    `ranks[i]` is token i's rank in the student's next-token distribution (1 = its
+    most likely token; vLLM's definition: the number of vocabulary tokens whose
+    log-prob is at least token i's), or None where the engine cannot see the
+    distribution (an OpenAI-compatible server): rank predictors are then unavailable.
     """
 
     tokens: list[str] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     offsets: list[tuple[int, int]] = field(default_factory=list)
+    ranks: list[int] | None = None
 
     @property
     def nll(self) -> float:

@@ -33,7 +33,7 @@ from stylealign.engines.base import (
     render_prompt,
 )
 from stylealign.models import resolve_model
-from stylealign.progress import quiet_loading, stage_bar_active
+from stylealign.progress import library_bars, quiet_loading
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DETOKENIZE_CONTEXT = 4
@@ -194,29 +194,41 @@ class HFEngine:
     def score_text(
         self, prompts: Sequence[str], responses: Sequence[str], labels: Sequence[str] | None = None
     ) -> list[TokenScores]:
-        """Teacher-forced log-probs of each response after its raw prompt, tokenized as `encode_prompt_response`."""
+        """Teacher-forced log-probs and ranks of each response after its raw prompt, tokenized as
+        `encode_prompt_response`."""
         if len(prompts) != len(responses):
             raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
         encoded = [encode_response(self.tokenizer, r) for r in responses]
-        logprobs = self.token_logprobs(
-            [p + ids for p, (ids, _) in zip(prompt_ids, encoded, strict=True)], [len(p) for p in prompt_ids], labels
+        scored = self._teacher_forced(
+            [p + ids for p, (ids, _) in zip(prompt_ids, encoded, strict=True)], [len(p) for p in prompt_ids], labels,
+            ranks=True,
         )
         return [
-            TokenScores(tokens=[self.tokenizer.decode([t]) for t in ids], logprobs=lp, offsets=offsets)
-            for (ids, offsets), lp in zip(encoded, logprobs, strict=True)
+            TokenScores(tokens=[self.tokenizer.decode([t]) for t in ids], logprobs=lp, offsets=offsets, ranks=rk)
+            for (ids, offsets), (lp, rk) in zip(encoded, scored, strict=True)
         ]
 
-    @torch.inference_mode()
     def token_logprobs(
         self, sequences: Sequence[list[int]], starts: Sequence[int], labels: Sequence[str] | None = None
     ) -> list[list[float]]:
         """log p(seq[k] | seq[:k]) for k >= starts[i], one forward pass per length-bucketed batch."""
+        return [lp for lp, _ in self._teacher_forced(sequences, starts, labels, ranks=False)]
+
+    score_chunk_elements = 1 << 24
+    """Float32 log-probs normalised at once (64 MiB): a 152K-token vocabulary gives ~110 positions per chunk, so
+    scoring never holds a [batch, positions, vocabulary] float32 log-softmax beside the model's logits."""
+
+    @torch.inference_mode()
+    def _teacher_forced(
+        self, sequences: Sequence[list[int]], starts: Sequence[int], labels: Sequence[str] | None, *, ranks: bool
+    ) -> list[tuple[list[float], list[int] | None]]:
+        """Per sequence, the log-probs of seq[k] for k >= starts[i] and, with `ranks`, each token's rank."""
         if any(s < 1 for s in starts):
             raise ValueError("token_logprobs: the first token has no context; starts must be >= 1")
         for i, seq in enumerate(sequences):
             check_context(f"{self.name}: {labels[i] if labels else f'sequence #{i}'}", len(seq), 0, self.context)
-        results: list[list[float]] = [[] for _ in sequences]
+        results: list[tuple[list[float], list[int] | None]] = [([], [] if ranks else None) for _ in sequences]
         order = sorted(
             (i for i in range(len(sequences)) if len(sequences[i]) > starts[i]),
             key=lambda i: len(sequences[i]),
@@ -232,10 +244,24 @@ class HFEngine:
             ).logits
             for row, i in enumerate(batch):
                 count = len(sequences[i]) - starts[i]
-                targets = input_ids[row, -count:]
-                rows = torch.log_softmax(logits[row, keep - count - 1 : keep - 1].float(), dim=-1)
-                results[i] = rows.gather(1, targets.unsqueeze(1)).squeeze(1).tolist()
+                results[i] = self._target_scores(logits[row, keep - count - 1 : keep - 1], input_ids[row, -count:], ranks)
         return results
+
+    def _target_scores(
+        self, logits: torch.Tensor, targets: torch.Tensor, ranks: bool
+    ) -> tuple[list[float], list[int] | None]:
+        """Each target's log-prob under its row of `logits` and, with `ranks`, its rank as vLLM counts it (the
+        tokens whose log-prob is at least the target's), normalising `score_chunk_elements` at a time."""
+        step = max(1, self.score_chunk_elements // logits.shape[-1])
+        logprobs: list[float] = []
+        token_ranks: list[int] | None = [] if ranks else None
+        for start in range(0, len(targets), step):
+            rows = torch.log_softmax(logits[start : start + step].float(), dim=-1)
+            target = rows.gather(1, targets[start : start + step].unsqueeze(1))
+            logprobs += target.squeeze(1).tolist()
+            if token_ranks is not None:
+                token_ranks += (rows >= target).sum(dim=1).tolist()
+        return logprobs, token_ranks
 
     @torch.inference_mode()
     def _generate_batch(
@@ -317,5 +343,5 @@ class HFEngine:
             desc=f"{self.name}: {what}",
             unit="batch",
             leave=False,
-            disable=not self.progress or len(batches) < 2 or stage_bar_active(),
+            disable=not self.progress or len(batches) < 2 or not library_bars(),
         )

@@ -16,6 +16,10 @@ def load_in_process_engine(config: EngineConfig) -> Engine:
         from stylealign.engines.hf import HFEngine
 
         return HFEngine.from_config(config)
+    if config.type == "openai" and config.serve:
+        from stylealign.engines.served import ServedEngine
+
+        return ServedEngine(config)
     if config.type == "openai":
         from stylealign.engines.openai_api import OpenAIEngine
 

@@ -3,9 +3,10 @@
 It renders and tokenizes exactly like the hf engine (`render_prompt`,
 `encode_prompt_response` rules), sends token ids (TokensPrompt dicts) and
 scores with vLLM's `prompt_logprobs` (None for the first prompt token, then
-`{token_id: Logprob}` per position). vLLM does not install on the machines
-this project is developed on: tests/test_vllm_contract.py checks this mapping
-against a stand-in written from vLLM's documented API (0.10.x), not vLLM itself.
+`{token_id: Logprob}` per position; each `Logprob` carries the token's `rank`).
+vLLM does not install on the machines this project is developed on:
+tests/test_vllm_contract.py checks this mapping against a stand-in written
+from vLLM's documented API (0.10.x), not vLLM itself.
 """
 
 from __future__ import annotations
@@ -111,11 +112,14 @@ class VLLMEngine:
         outputs = self.llm.generate([{"prompt_token_ids": p + ids} for p, ids, _ in rows], params)
         scores = []
         for (prompt_ids, ids, offsets), out in zip(rows, outputs, strict=True):
-            positions = out.prompt_logprobs[len(prompt_ids) :]
-            logprobs = [pos[t].logprob for pos, t in zip(positions, ids, strict=True)]
+            entries = [pos[t] for pos, t in zip(out.prompt_logprobs[len(prompt_ids) :], ids, strict=True)]
+            ranks = [entry.rank for entry in entries]
             scores.append(
                 TokenScores(
-                    tokens=[self.tokenizer.decode([t]) for t in ids], logprobs=logprobs, offsets=offsets
+                    tokens=[self.tokenizer.decode([t]) for t in ids],
+                    logprobs=[entry.logprob for entry in entries],
+                    offsets=offsets,
+                    ranks=None if None in ranks else ranks,
                 )
             )
         return scores

@@ -12,8 +12,8 @@ workers stay up between batches. Model output is only ever parsed (by
 math-verify's LaTeX parser), never evaluated.
 """
 
-from stylealign.grading.equivalence import as_number, equivalent, fast_grade, grade
-from stylealign.grading.extract import extract_answer, final_boxed, last_boxed, reference_answer
+from stylealign.grading.equivalence import equivalent, fast_grade, grade
+from stylealign.grading.extract import as_number, extract_answer, final_boxed, last_boxed, reference_answer
 from stylealign.grading.pool import GradedBatch, close_workers, grade_batch, grade_many, start_workers
 
 __all__ = [

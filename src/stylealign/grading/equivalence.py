@@ -12,15 +12,22 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from stylealign.grading.extract import _clean, as_number, extract_answer
+from stylealign.grading.extract import MAX_NUMBER_DIGITS, _clean, extract_answer, plain_number
 
 
 def _fast_verdict(answer: str, reference: str) -> bool | None:
     """Exact numeric comparison where it provably agrees with math-verify, else None.
 
-    math-verify rounds floats to 6 decimals; values exact at 6 decimals are unchanged by that.
+    math-verify rounds floats to 6 decimals; values exact at 6 decimals are unchanged by that. Numbers
+    past `MAX_NUMBER_DIGITS` never reach math-verify (sympy cannot convert them): they are equal when
+    their decimal digits are, and a fraction that long grades wrong.
     """
-    a, b = as_number(answer), as_number(reference)
+    x, y = plain_number(answer), plain_number(reference)
+    if x is None or y is None:
+        return None
+    if max(x.digits, y.digits) > MAX_NUMBER_DIGITS:
+        return x.decimal() is not None and x.decimal() == y.decimal()
+    a, b = x.value(), y.value()
     if a is None or b is None:
         return None
     if a == b:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stylealign.datasets import good_rows, iter_rows
+from stylealign.datasets import Skipped, field_text, good_rows, iter_rows
 from stylealign.grading.extract import extract_answer, reference_answer
 from stylealign.grading.pool import grade_batch
-from stylealign.io import write_text_atomically
+from stylealign.io import check_output_file, write_text_atomically
 
 
 @dataclass
@@ -42,7 +42,10 @@ def grade_file(
     last_number: bool = True,
     skip_bad: bool = False,
 ) -> FileGrades:
-    """Grade a JSONL / JSON / Parquet / CSV file of predictions; write per-row verdicts to `out` (JSONL)."""
+    """Grade a JSONL / JSON / Parquet / CSV file of predictions; write per-row verdicts to `out` (JSONL),
+    which is never the predictions file itself."""
+    if out is not None:
+        check_output_file(Path(out), [Path(path)], "--out")
     skipped: list[Any] = []
     locations, ids, predictions, references = [], [], [], []
     for row in good_rows(iter_rows(path), skip_bad, skipped):
@@ -51,10 +54,17 @@ def grade_file(
                 raise ValueError(
                     f"{row.location}: no field {name!r} (fields: {', '.join(map(str, row.values))})"
                 )
+        try:
+            prediction, reference = (field_text(name, row.values[name]) or "" for name in (prediction_field, reference_field))
+        except ValueError as err:
+            if not skip_bad:
+                raise ValueError(f"{row.location}: {err} (--skip-bad skips such rows)") from None
+            skipped.append(Skipped(row.location, str(err)))
+            continue
         locations.append(row.location)
         ids.append(row.values.get("id"))
-        predictions.append(str(row.values[prediction_field] or ""))
-        references.append(reference_answer(str(row.values[reference_field] or "")))
+        predictions.append(prediction)
+        references.append(reference_answer(reference))
     batch = grade_batch(
         predictions, references, timeout=timeout, processes=processes, last_number=last_number
     )

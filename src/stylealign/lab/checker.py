@@ -20,20 +20,19 @@ answer is wrong at its last step: it did not finish.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from stylealign.grading import extract_answer
+from stylealign.grading.extract import MAX_NUMBER_DIGITS
 from stylealign.records import Problem
 from stylealign.steps import split_steps
 
 NUM = r"\d+(?:\.\d+)?"
-_EXPRESSION = rf"{NUM}(?:\s*[-+*/]\s*{NUM})*"
-_CHAIN = re.compile(rf"{_EXPRESSION}(?:\s*=\s*{_EXPRESSION})+")
-"""`a op b = c`, and chains `a op b = c op d = e` whose parts must all be equal."""
+_CHAIN_TOKEN = re.compile(rf"(?P<num>{NUM})|\s*(?P<op>[-+*/=])\s*|\s+|.", re.DOTALL)
+"""What chains are made of: a number, an operator or `=` with the spaces around it, anything else."""
 _NUMBER = re.compile(NUM)
 _REWRITES = (
-    (re.compile(r"<<[^>]*>>"), ""),
     (re.compile(r"\\d?frac\{\s*(" + NUM + r")\s*\}\{\s*(" + NUM + r")\s*\}"), r"\1 / \2"),
     (re.compile(r"\\times|\\cdot|×|·|(?<=\d)\s*x\s*(?=\d)"), "*"),
     (re.compile(r"(?<=\d)[a-zA-Z]{1,3}\b"), ""),
@@ -42,20 +41,53 @@ _REWRITES = (
     (re.compile(r"\\div|÷"), "/"),
     (re.compile(r"\\[()\[\]]|\$"), " "),
     (re.compile(r"(?<=\d),(?=\d{3})"), ""),
-    (re.compile(r"\bStep\s+\d+|^\s*\d+[.)]\s", re.MULTILINE), " "),
+    (re.compile(r"\bStep\s+\d+|^[ \t]*\d+[.)]\s", re.MULTILINE), " "),
 )
+
+
+def _without_annotations(text: str) -> str:
+    """`text` without GSM8K's calculator annotations ("<<15*8=120>>": from `<<` to the first `>`, if it opens
+    `>>`). The first `>` after an opening is found once for a run of openings, so `<<<<...` costs linear time."""
+    pieces, pos, close = [], 0, -1
+    while (start := text.find("<<", pos)) >= 0:
+        if close < start + 2:
+            close = text.find(">", start + 2)
+            if close < 0:
+                break
+        if text.startswith(">>", close):
+            pieces.append(text[pos:start])
+            pos = close + 2
+        else:
+            pieces.append(text[pos : start + 1])
+            pos = start + 1
+    return "".join(pieces) + text[pos:]
 
 
 def normalize(step: str) -> str:
     """Plain ASCII arithmetic for any of the notations above."""
+    step = _without_annotations(step)
     for pattern, replacement in _REWRITES:
         step = pattern.sub(replacement, step)
     return step
 
 
+def _fraction(number: str) -> Fraction | None:
+    """A number's exact value; None past `MAX_NUMBER_DIGITS` digits (no lab quantity is that long)."""
+    return Fraction(number) if len(number) <= MAX_NUMBER_DIGITS else None
+
+
+def _fractions(numbers: Iterable[str]) -> set[Fraction] | None:
+    """The numbers' values; None if one is too long, so it can never count as known."""
+    values = {_fraction(number) for number in numbers}
+    return None if None in values else values  # type: ignore[return-value]
+
+
 def evaluate(expression: str) -> Fraction | None:
-    """Value of `a op b op c ...` with the usual precedence (never eval); None on division by zero."""
+    """Value of `a op b op c ...` with the usual precedence (never eval); None on division by zero or a
+    number too long to compute with."""
     tokens = re.findall(rf"{NUM}|[-+*/]", expression)
+    if any(_fraction(token) is None for token in tokens[::2]):
+        return None
     terms: list[Fraction] = [Fraction(tokens[0])]
     signs: list[str] = []
     for op, num in zip(tokens[1::2], tokens[2::2], strict=True):
@@ -79,14 +111,43 @@ CONSTANTS = frozenset(Fraction(n) for n in (*range(13), 24, 30, 52, 60, 100, 365
 """Numbers a real-world solution may bring in unstated: small counts, time units, percent."""
 
 
+def _chains(normalized: str) -> list[tuple[int, int]]:
+    """(start, end) of each chain `a op b = c`, `a op b = c op d = e` (parts that must all be equal): the
+    longest run of numbers joined by operators from each number on, if it holds a `=`. One pass over the
+    tokens: a run without `=` is skipped whole, as every run starting inside it ends where it does."""
+    tokens = [(m.lastgroup, m.group(m.lastgroup or 0), m.start(), m.end()) for m in _CHAIN_TOKEN.finditer(normalized)]
+    found, i = [], 0
+    while i < len(tokens):
+        if tokens[i][0] != "num":
+            i += 1
+            continue
+        end, equals = i, False
+        while end + 2 < len(tokens) and tokens[end + 1][0] == "op" and tokens[end + 2][0] == "num":
+            equals = equals or tokens[end + 1][1] == "="
+            end += 2
+        if equals:
+            found.append((tokens[i][2], tokens[end][3]))
+        i = end + 1
+    return found
+
+
 def equations(normalized: str) -> list[tuple[list[str], list[Fraction | None]]]:
     """(parts, values) of each equation (a chain with at least one operator) in normalized text."""
     found = []
-    for match in _CHAIN.finditer(normalized):
-        if re.search(r"[-+*/]", match.group()):
-            parts = match.group().split("=")
+    for start, end in _chains(normalized):
+        chain = normalized[start:end]
+        if re.search(r"[-+*/]", chain):
+            parts = chain.split("=")
             found.append((parts, [evaluate(part) for part in parts]))
     return found
+
+
+def _without_chains(normalized: str) -> str:
+    pieces, last = [], 0
+    for start, end in _chains(normalized):
+        pieces += [normalized[last:start], " "]
+        last = end
+    return "".join(pieces) + normalized[last:]
 
 
 def computed_values(text: str) -> set[Fraction]:
@@ -99,7 +160,7 @@ def has_equation(text: str) -> bool:
 
 
 def numbers_in(text: str) -> set[Fraction]:
-    return {Fraction(n) for n in _NUMBER.findall(normalize(text))}
+    return _fractions(_NUMBER.findall(normalize(text))) or set()
 
 
 def has_graph(problem: Problem) -> bool:
@@ -155,15 +216,15 @@ def first_wrong_step(problem: Problem, steps: str | Sequence[str], mode: str = "
     for i, step in enumerate(steps):
         text = normalize(step)
         for parts, values in equations(text):
-            operands = {Fraction(n) for n in _NUMBER.findall(parts[0])}
-            if not operands <= known or values[0] is None or any(v != values[0] for v in values):
+            operands = _fractions(_NUMBER.findall(parts[0]))
+            if operands is None or not operands <= known or values[0] is None or any(v != values[0] for v in values):
                 return i
             if values[-1] not in on_graph and not final_ok:
                 return i
             known.add(values[-1])
-            known |= {Fraction(n) for part in parts[1:] for n in _NUMBER.findall(part)}
-        stated = {Fraction(n) for n in _NUMBER.findall(_CHAIN.sub(" ", text))}
-        if not stated <= known:
+            known |= _fractions(n for part in parts[1:] for n in _NUMBER.findall(part)) or set()
+        stated = _fractions(_NUMBER.findall(_without_chains(text)))
+        if stated is None or not stated <= known:
             return i
         answer = answer_of(step)
         if answer is not None and _as_fraction(answer) != gold:

@@ -5,7 +5,8 @@ prompt. Quarters (Q1–Q4, contiguous quarters of the response tokens) and
 steps show *where* the cost sits; `loss_by_token` (summed NLL per token
 string) lets a stream's loss be attributed to the tokens that carry it.
 `token_nll` and `token_offsets` (each token's NLL and character span) keep
-the per-token picture for the report's trace browser.
+the per-token picture for the report's trace browser. Where the engine gives
+token ranks, the same pass gives `mean_rank` and `rsr` (metrics/predictors.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from stylealign.engines.base import Engine, Request, TokenScores
+from stylealign.metrics.predictors import rank_surprisal_ratio
 from stylealign.steps import split_steps
 
 QUARTERS = ("q1", "q2", "q3", "q4")
@@ -54,6 +56,9 @@ def cost_from_scores(scores: TokenScores, text: str) -> dict[str, Any]:
     nll = _mean(nlls)
     out: dict[str, Any] = {"nll": nll, "ppl": _ppl(nll), "tokens": n,
                            "improbable_tokens": sum(lp < IMPROBABLE_LOGPROB for lp in scores.logprobs)}
+    ranks = scores.ranks if scores.ranks is not None and len(scores.ranks) == n else None
+    out["mean_rank"] = _mean(ranks) if ranks else None
+    out["rsr"] = rank_surprisal_ratio(scores.logprobs, ranks) if ranks else None
     bounds = [round(i * n / 4) for i in range(5)]
     quarter_tokens = []
     for i, q in enumerate(QUARTERS):

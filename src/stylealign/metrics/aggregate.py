@@ -2,7 +2,9 @@
 
 Stream PPL is corpus-level: exp of the token-weighted mean NLL over all of the
 stream's response tokens (each quarter likewise over its quarter tokens), so
-long and short traces count by the tokens the student must learn.
+long and short traces count by the tokens the student must learn. The
+predictors of utility (mean rank, RSR, CAR, GRAPE likelihood) are added per
+stream as `metrics/predictors.py` defines them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from stylealign.metrics.adaptation import QUARTERS
+from stylealign.metrics.predictors import stream_predictors
 from stylealign.records import Trace
 
 
@@ -48,4 +51,5 @@ def stream_summary(traces: Sequence[Trace], problem_ids: Sequence[str]) -> dict[
     row["improbable_token_share"] = sum(x.get("improbable_tokens", 0) for x in m) / tokens if tokens else None
     edits = [x["edit_distance"] for x in m if x.get("edit_distance") is not None]
     row["edit_distance"] = _mean(edits)
+    row.update(stream_predictors(m))
     return row

@@ -131,15 +131,18 @@ class ClassifierReward:
 
 
 _SCORE = re.compile(r"\\boxed\{\s*(-?\d+(?:\.\d+)?)\s*\}")
+_BARE_SCORE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\.?\s*$")
 JUDGE_SCALE = (0.0, 10.0)  # the scale the `judge` template asks for
 
 
 def parse_judge_score(text: str) -> float:
-    """The last `\\boxed{number}` of a judge's answer, on the template's 0-10 scale; ValueError otherwise.
+    """The last `\\boxed{number}` of a judge's answer, or an answer that is a number and nothing else (a small
+    instruct model told to "put only the number" in a box often writes just `8`), on the template's 0-10
+    scale; ValueError otherwise.
 
     A score off the scale (a small judge echoing a number from the solution) is a malformed answer,
     counted as a reward error, never averaged into the stream's reward."""
-    found = _SCORE.findall(text)
+    found = _SCORE.findall(text) or _BARE_SCORE.findall(text)
     if not found:
         raise ValueError("no \\boxed{score} in the judge's answer")
     score = float(found[-1])
@@ -157,19 +160,27 @@ class JudgeReward:
         if self.engine_config is None:
             raise ValueError("reward.type 'judge' needs reward.engine (or an oracle) to run the judge")
         self.name = f"judge:{self.engine_config.model or self.engine_config.type}"
+        self._scored: dict[tuple[str, str], dict[str, Any]] = {}
+        """Greedy judgements by (question, solution): streams that copy a trace (grape, mix, sdft) ask once."""
 
     def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
         from stylealign.engines.base import SamplingParams
         from stylealign.run.retry import generate_with_retries
 
-        template = self.ctx.template("judge")
-        requests = [template.request(question=p.question, solution=t) for p, t in zip(problems, texts, strict=True)]
-        sampling = SamplingParams(temperature=0.0, max_tokens=self.ctx.config.sampling.max_tokens, seed=self.ctx.config.seed)
-        results = generate_with_retries(
-            self.ctx.engine(self.engine_config), requests, sampling,
-            retries=self.ctx.config.streams.oracle_retries, parse=parse_judge_score,
-        )
-        return [{"reward": r.value, **({"reward_error": r.error} if r.failed else {})} for r in results]
+        pairs = [(p.question, t) for p, t in zip(problems, texts, strict=True)]
+        new = list(dict.fromkeys(pair for pair in pairs if pair not in self._scored))
+        if new:
+            template = self.ctx.template("judge")
+            requests = [template.request(question=question, solution=text) for question, text in new]
+            max_tokens = self.ctx.config.reward.max_tokens or self.ctx.config.sampling.max_tokens
+            sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=self.ctx.config.seed)
+            results = generate_with_retries(
+                self.ctx.engine(self.engine_config), requests, sampling,
+                retries=self.ctx.config.streams.oracle_retries, parse=parse_judge_score,
+            )
+            for pair, r in zip(new, results, strict=True):
+                self._scored[pair] = {"reward": r.value, **({"reward_error": r.error} if r.failed else {})}
+        return [dict(self._scored[pair]) for pair in pairs]
 
 
 def make_scorer(cfg: RewardConfig, ctx: RunContext) -> RewardScorer:
@@ -190,3 +201,10 @@ def make_scorer(cfg: RewardConfig, ctx: RunContext) -> RewardScorer:
     if cfg.type == "judge":
         return JudgeReward(ctx)
     raise ValueError(f"unknown reward.type {cfg.type!r}")
+
+
+def run_scorer(ctx: RunContext) -> RewardScorer:
+    """The run's scorer for its current reward config, built once: the score stage and GRAPE's CAR criterion
+    share it, so a reward model is loaded once per run."""
+    cfg = ctx.config.reward
+    return ctx.memo(f"reward_scorer:{cfg.model_dump_json()}", lambda: make_scorer(cfg, ctx))

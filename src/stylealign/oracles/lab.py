@@ -53,7 +53,7 @@ from stylealign.lab.checker import (
 from stylealign.records import Problem
 from stylealign.steps import step_separator
 
-_ASCII_EQUATION = re.compile(r"(\d+)(\s*)([-+*/])(\s*)(\d+)(\s*)=(\s*)(\d+)")
+_ASCII_EQUATION = re.compile(r"(?<!\d)(\d+)(\s*)([-+*/])(\s*)(\d+)(\s*)=(\s*)(\d+)")  # from a number's start: linear
 _STUDENT_STEP = re.compile(r"^[A-Z][^\\\n]* \d+ [-+*/] \d+ = \d+\b[^\\\n]*\.$")
 STYLE_LEAK = 0.25
 """Default share of the lines a style-aligned refinement writes in the oracle's phrasing instead."""
@@ -173,8 +173,8 @@ class LabOracle:
         """One operation in the oracle's words, keeping the student's operand order."""
         a, b = node["a"], node["b"]
         if m := _ASCII_EQUATION.search(student_step):
-            x, y = int(m.group(1)), int(m.group(5))
-            if node["op"] in "+*" and (x, y) == (b, a):
+            x, y = m.group(1), m.group(5)  # compared as text: a student's number may be too long for int()
+            if node["op"] in "+*" and (x, y) == (str(b), str(a)):
                 a, b = b, a
         return styles.oracle_sentence(graph, node, rng, styles.oracle_math(node, a, b))
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from stylealign.report.figures import Curves, make_figures
 from stylealign.report.html import render_html
+from stylealign.report.predictors import NOTE, predictor_table, values_table
 from stylealign.report.table import (
     benchmark_table,
     contrast_table,
@@ -24,6 +25,7 @@ from stylealign.report.table import (
     mode_sentence,
     paradox,
 )
+from stylealign.report.usage import usage_sentence, usage_table
 from stylealign.report.verdict import verdict
 
 __all__ = ["build_report", "write_report"]
@@ -40,8 +42,11 @@ def build_report(
     *,
     contrasts: list[dict[str, Any]] | None = None,
     training: dict[str, Any] | None = None,
+    predictors: dict[str, Any] | None = None,
+    grading: str | None = None,
 ) -> dict[str, Any]:
-    """Join per-stream metrics with the budget spent and accuracy before ("base") and after each stream."""
+    """Join per-stream metrics with the budget spent and accuracy before ("base") and after each stream;
+    `predictors` is the check of the predictions made before training (`report.predictors.predictor_check`)."""
     by_stream = {row["stream"]: row for row in stream_rows}
     trained = (training or {}).get("streams", {})
     base = evaluations.get("base", {})
@@ -69,8 +74,9 @@ def build_report(
         "contrasts": contrasts,
         "streams": rows,
         "paradox": paradox(rows),
+        "predictors": predictors,
         "training": {key: value for key, value in (training or {}).items() if key != "streams"},
-        "evaluation": {"metric": f"Avg@{k}", "k": k, "models": evaluations},
+        "evaluation": {"metric": f"Avg@{k}", "k": k, "models": evaluations, "grading": grading},
     }
 
 
@@ -79,6 +85,21 @@ def _markdown(headers: list[str], rows: list[list[str]]) -> str:
         ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         + ["| " + " | ".join(row) + " |" for row in rows]
     )
+
+
+def _predictors_markdown(section: dict[str, Any] | None) -> str:
+    if section is None:
+        return ""
+    return (
+        f"## Predicted before training, checked after\n\n{section['sentence']}\n\n"
+        f"{_markdown(*predictor_table(section))}\n\n{_markdown(*values_table(section))}\n\n{NOTE}\n\n"
+    )
+
+
+def _usage_markdown(section: dict[str, Any] | None) -> str:
+    if section is None:
+        return ""
+    return f"## Tokens: plan and actual\n\n{usage_sentence(section)}\n\n{_markdown(*usage_table(section))}\n\n"
 
 
 def write_report(
@@ -92,7 +113,7 @@ def write_report(
 
     run_dir = Path(run_dir)
     base = report["evaluation"]["models"].get("base", {}).get("accuracy")
-    figures = make_figures(report["streams"], base, run_dir / "figures", curves)
+    figures = make_figures(report["streams"], base, run_dir / "figures", curves, report.get("predictors"))
     report = {**report, "figures": {name: str(p.relative_to(run_dir)) for name, p in figures.items()}}
     paths = {"json": run_dir / "report.json", "md": run_dir / "report.md", "html": run_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -103,12 +124,14 @@ def write_report(
         f"{report['verdict']['sentence']}\n\n{mode_sentence(report)}\n\n{data_sentence(report)}\n\n"
         f"## Evaluation\n\n{headline(report['evaluation']['models'], k)}\n\n"
         f"{_markdown(*benchmark_table(report['evaluation']['models'], k))}\n\n"
-        f"Avg@{k} in percent with its 95% CI; pass@{k} unbiased (Chen et al. 2021).\n\n"
+        f"Avg@{k} in percent with its 95% CI; pass@{k} unbiased (Chen et al. 2021). "
+        f"{report['evaluation'].get('grading') or ''}\n\n"
         f"## Paired contrasts (points of accuracy)\n\n{_markdown(*contrast_table(report['contrasts']))}\n\n"
+        f"{_predictors_markdown(report.get('predictors'))}"
         f"## Streams\n\n{report['paradox']['sentence']}\n\n"
         f"{report['paradox']['cost_sentence']}\n\n{markdown_table(report['streams'])}\n\n"
         f"Accuracy: {report['evaluation']['metric']}, mean over test sets and seeds; 95% CI by a bootstrap "
-        f"that resamples problems (within test sets) and seeds.\n\n{images}\n",
+        f"that resamples problems (within test sets) and seeds.\n\n{_usage_markdown(report.get('usage'))}{images}\n",
         encoding="utf-8",
     )
     paths["html"].write_text(render_html(report, figures, browser), encoding="utf-8")

@@ -1,5 +1,5 @@
 """The report's figures as PNGs (matplotlib Agg): quality vs utility, cost vs utility, quarters, loss by position,
-tokens, training loss.
+tokens, training loss, predicted vs achieved.
 
 Every figure is always written; one without data says so on its canvas, so the
 page has the same shape whatever a run produced.
@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from stylealign.metrics.predictors import PREDICTORS  # noqa: E402
+
 FIGURES = {
     "reward_vs_accuracy": "Reward vs accuracy after fine-tuning",
     "cost_vs_accuracy": "Adaptation cost (student PPL) vs accuracy after fine-tuning",
@@ -22,6 +24,7 @@ FIGURES = {
     "nll_deciles": "Student NLL along the response (mean per tenth of its tokens)",
     "loss_tokens": "Tokens carrying most of the student's loss, per stream",
     "training_loss": "Training loss per optimizer step, per stream (one line per seed)",
+    "predicted_vs_achieved": "Each predictor's place for a stream before training against its accuracy after",
 }
 Curves = dict[str, dict[int, list[tuple[int, float]]]]  # stream -> seed -> (step, loss)
 QUARTERS = ("ppl_q1", "ppl_q2", "ppl_q3", "ppl_q4")
@@ -140,16 +143,53 @@ def _training_loss(curves: Curves, ax: Any) -> None:
     ax.grid(alpha=0.3)
 
 
+def _predicted_vs_achieved(rows: list[dict[str, Any]], section: dict[str, Any] | None) -> Any:
+    """One panel per predictor: predicted place (1 = predicted best) against accuracy after training, with ρ."""
+    panels = [p for p in PREDICTORS if section and section["correlations"][p.name]["spearman_rho"] is not None]
+    if not panels:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        _empty(ax, "no predictor with three trained streams to check")
+        return fig
+    cols = min(3, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows + 0.6), squeeze=False)
+    by_stream = {r["stream"]: r for r in rows}
+    for ax, predictor in zip(axes.flat, panels, strict=False):
+        check = section["correlations"][predictor.name]
+        for stream in check["streams"]:
+            place, row = section["predicted_rank"][stream][predictor.name], by_stream[stream]
+            y = 100 * section["accuracy"][stream]
+            low, high = row.get("accuracy_ci_low"), row.get("accuracy_ci_high")
+            yerr = [[max(y - 100 * low, 0)], [max(100 * high - y, 0)]] if low is not None and high is not None else None
+            ax.errorbar(place, y, yerr=yerr, fmt="o", capsize=3, markersize=6)
+            ax.annotate(stream, (place, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        low, high = check["spearman_ci"]
+        ax.set_title(f"{predictor.label}: ρ {check['spearman_rho']:+.2f} [{low:+.2f}, {high:+.2f}]", fontsize=9)
+        ax.set_xticks(range(1, len(check["streams"]) + 1))
+        ax.set_xlabel("predicted place (1 = best)")
+        ax.set_ylabel("accuracy after (%)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    return fig
+
+
 def make_figures(
-    rows: list[dict[str, Any]], base_accuracy: float | None, out_dir: str | Path, curves: Curves | None = None
+    rows: list[dict[str, Any]],
+    base_accuracy: float | None,
+    out_dir: str | Path,
+    curves: Curves | None = None,
+    predictors: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write the PNGs into `out_dir`; returns name -> path."""
+    """Write the PNGs into `out_dir`; returns name -> path. `predictors` is the report's predictor check."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, title in FIGURES.items():
         if name == "loss_tokens":
             fig = _loss_tokens(rows)
+        elif name == "predicted_vs_achieved":
+            fig = _predicted_vs_achieved(rows, predictors)
         else:
             fig, ax = plt.subplots(figsize=(7, 4.5))
             if name == "reward_vs_accuracy":

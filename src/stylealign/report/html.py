@@ -12,7 +12,9 @@ from typing import Any
 
 from stylealign.report.browser import browser_style, render_browser
 from stylealign.report.figures import FIGURES
+from stylealign.report.predictors import NOTE, predictor_table, values_table
 from stylealign.report.table import COLUMNS, contrast_table, data_sentence, fmt, mode_sentence
+from stylealign.report.usage import usage_sentence, usage_table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
@@ -23,7 +25,7 @@ th { background: #f4f4f4; }
 .verdict { font-size: 1.1rem; background: #f7f7fb; border-left: 4px solid #557; padding: 0.8rem 1rem; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1rem; }
 figure { margin: 0; }
-figure#loss_tokens { grid-column: 1 / -1; }
+figure#loss_tokens, figure#predicted_vs_achieved { grid-column: 1 / -1; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9rem; }
 """
@@ -53,6 +55,22 @@ def _eval_rows(report: dict[str, Any]) -> list[list[str]]:
                 ]
             )
     return rows
+
+
+def _predictors(section: dict[str, Any] | None) -> str:
+    if section is None:
+        return ""
+    return f"""<h2>Predicted before training, checked after</h2>
+<p>{html.escape(section["sentence"])}</p>
+{_table(*predictor_table(section))}
+{_table(*values_table(section))}
+<p>{html.escape(NOTE)}</p>"""
+
+
+def _usage(section: dict[str, Any] | None) -> str:
+    if section is None:
+        return ""
+    return f"<h2>Tokens: plan and actual</h2>\n<p>{html.escape(usage_sentence(section))}</p>\n{_table(*usage_table(section))}"
 
 
 def render_html(report: dict[str, Any], figures: dict[str, Path], browser: dict[str, Any] | None = None) -> str:
@@ -89,6 +107,7 @@ def render_html(report: dict[str, Any], figures: dict[str, Path], browser: dict[
 paired bootstrap over problems and seeds (both models answered the same problems with the same sampling seeds).
 A contrast is resolved when its interval excludes 0.</p>
 {contrasts}
+{_predictors(report.get("predictors"))}
 <h2>Streams</h2>
 <p>{html.escape(paradox["sentence"])}<br>{html.escape(paradox["cost_sentence"])}</p>
 <p>Accuracy is Avg@{k} (mean accuracy over {k} samples per problem, averaged over test sets) of the student
@@ -96,7 +115,9 @@ fine-tuned on each stream, averaged over seeds; "acc before" is the base student
 (within test sets) and seeds. "length cut": share of samples stopped by max_tokens, graded wrong unless answered before.</p>
 {stream_table}
 <h2>Evaluation per test set</h2>
+<p>{html.escape(report["evaluation"].get("grading") or "")}</p>
 {eval_table}
+{_usage(report.get("usage"))}
 {render_browser(browser or EMPTY_BROWSER)}
 <h2>Figures</h2>
 <div class="figures">{"".join(images)}</div>

@@ -265,7 +265,9 @@ def data_sentence(report: dict[str, Any]) -> str:
             parts.append(
                 f"SAR gate: {row['sar_accepted']} refinements accepted ({row.get('sar_retried', 0)} after a retry), "
                 f"{row.get('sar_kept_parent', 0)} fell back to the parent; "
-                f"{row.get('sar_identical_to_parent', 0)} of {row.get('traces', 0)} sar traces equal their parent."
+                f"{row.get('sar_identical_to_parent', 0)} of {row.get('traces', 0)} sar traces equal their parent"
+                + (f"; attempts rejected: {', '.join(f'{k} {v}' for k, v in row['sar_rejections'].items())}."
+                   if row.get("sar_rejections") else ".")
             )
         parts += [f"Warning ({row['stream']}): {w}." for w in row.get("warnings", [])]
     return " ".join(parts)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 
 from stylealign.config import PAPER_STREAMS, DatasetConfig, EngineConfig, ExperimentConfig
+from stylealign.datasets import source_fingerprint
 from stylealign.engines import Engine, load_engine
 from stylealign.prompts import PromptTemplate, load_template
 from stylealign.records import Problem, content_id
@@ -58,15 +59,20 @@ class RunContext:
         return [cfg.model_copy(update={"limit": min(cfg.limit or self.limit, self.limit)}) for cfg in self.config.problems]
 
     def problems(self) -> list[Problem]:
-        """The problems this run's config (and --limit) selects, even when the run directory holds more."""
+        """The problems this run's config (and --limit) selects, even when the run directory holds more: those
+        last stored under the key the selection file names (see `set_problems`)."""
 
         def read() -> list[Problem]:
             selection = _selection_path(self.problems_configs())
             wanted = self.store.read_json(selection, missing=None)
-            if wanted is None:
+            stage = self.store.stage("problems")
+            if isinstance(wanted, list):  # a run directory from before problems were keyed by their content
+                by_id = {p.id: p for p in stage.records(Problem)}
+                return [by_id[i] for i in wanted]
+            found = stage.committed_with(wanted["key"], Problem) if isinstance(wanted, dict) else None
+            if found is None:
                 raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
-            by_id = {p.id: p for p in self.store.stage("problems").records(Problem)}
-            return [by_id[i] for i in wanted]
+            return found
 
         return list(self.memo("problems", read))
 
@@ -79,12 +85,20 @@ class RunContext:
             self._memo[scoped] = build()
         return self._memo[scoped]
 
-    def set_problems(self, problems: list[Problem]) -> None:
-        """Make `problems` this config's problem set: how `load` stores them, and how Python callers bring their own."""
+    def set_problems(self, problems: list[Problem], key: str | None = None) -> None:
+        """Make `problems` this config's problem set: how `load` stores them (under its `load_key`), and how
+        Python callers bring their own (keyed by their content). The selection file names the key, so an
+        edited source (or edited problems) never reads back an earlier version of a problem."""
         configs = self.problems_configs()
+        key = key or content_id(selection_key(configs), [vars(p) for p in problems])
         self._memo.clear()
-        self.store.write_json(_selection_path(configs), [p.id for p in problems])
-        self.store.stage("problems").commit(problems, [selection_key(configs)])
+        self.store.stage("problems").commit(problems, [key])
+        self.select_problems(key)
+
+    def select_problems(self, key: str) -> None:
+        """Make the problems stored under `key` this config's problem set (the load stage, when they are stored)."""
+        self._memo.clear()
+        self.store.write_json(_selection_path(self.problems_configs()), {"key": key})
 
     def release_engines(self) -> None:
         for engine in self._engines.values():
@@ -94,6 +108,11 @@ class RunContext:
 
 def selection_key(configs: list[DatasetConfig]) -> str:
     return json.dumps([cfg.model_dump(mode="json") for cfg in configs], sort_keys=True)
+
+
+def load_key(configs: list[DatasetConfig]) -> str:
+    """What the load stage's output depends on: the config's sources and the content of their files."""
+    return content_id(selection_key(configs), [source_fingerprint(cfg) for cfg in configs])
 
 
 def _selection_path(configs: list[DatasetConfig]) -> str:

@@ -38,6 +38,7 @@ class OracleResult:
     errors: int = 0
     error: str = ""
     raw: str = ""
+    finish_reason: str = ""
 
     @property
     def failed(self) -> bool:
@@ -114,7 +115,7 @@ def generate_with_retries(
                 result.error, result.raw = redact(f"malformed: {err}", secrets)[:ERROR_EXCERPT], redact(text, secrets)
                 still.append(i)
                 continue
-            result.text, result.error = text, ""
+            result.text, result.error, result.finish_reason = text, "", answer[0].finish_reason
         pending = still
     if breaker.open:
         for i in pending:

@@ -28,7 +28,7 @@ from rich.console import Console
 
 from stylealign.config import EngineConfig
 from stylealign.engines.base import Completion, Engine, Request, SamplingParams
-from stylealign.grading import grade_many
+from stylealign.grading.verdicts import Verdict, grade_completions
 from stylealign.progress import stage_bar
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace, content_id
@@ -39,7 +39,7 @@ SHARD_RECORDS = 4096
 """Records (or finished keys) that close a shard even when batches come faster than `COMMIT_SECONDS`."""
 COMMIT_SECONDS = 5.0
 """Longest time finished work waits in memory before it is committed."""
-RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env", "address"}
+RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env", "address", "serve"}
 
 
 @contextmanager
@@ -80,12 +80,20 @@ class BatchResult:
     traces: list[Trace] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     failures: list[Trace] = field(default_factory=list)
+    excluded: list[Trace] = field(default_factory=list)
+    """Traces whose answer matched but that training data may not hold (`metrics["excluded"]` says why)."""
     counts: dict[str, int] = field(default_factory=dict)
 
     def keep(self, item: WorkItem, trace: Trace) -> None:
         """Keep `trace` as output of `item`; the work key ties it to the config that made it."""
         trace.metrics["work_key"] = item.key
         self.traces.append(trace)
+
+    def exclude(self, item: WorkItem, trace: Trace) -> None:
+        """Set `trace` aside in `excluded_<stage>`, counted as `excluded_<reason>`."""
+        trace.metrics["work_key"] = item.key
+        self.excluded.append(trace)
+        self.count(f"excluded_{trace.metrics['excluded']}")
 
     def count(self, what: str, n: int = 1) -> None:
         self.counts[what] = self.counts.get(what, 0) + n
@@ -107,17 +115,20 @@ def run_batches(
     traces: list[Trace] = []
     keys: list[str] = []
     failures: list[Trace] = []
+    excluded: list[Trace] = []
     last_commit = time.monotonic()
 
     def commit() -> None:
         """Write what finished; the buffers are emptied first, so a write that fails is not tried again."""
         nonlocal last_commit
-        held = (list(traces), list(keys), list(failures))
-        for buffer in (traces, keys, failures):
+        held = (list(traces), list(keys), list(failures), list(excluded))
+        for buffer in (traces, keys, failures, excluded):
             buffer.clear()
         last_commit = time.monotonic()
         if held[2]:
             store.stage(f"failures_{stage_name}").commit(held[2], [])
+        if held[3]:
+            store.stage(f"excluded_{stage_name}").commit(held[3], [])
         if held[0] or held[1]:
             stage.commit(held[0], held[1])
 
@@ -129,6 +140,7 @@ def run_batches(
                 traces.extend(result.traces)
                 keys.extend(result.done)
                 failures.extend(result.failures)
+                excluded.extend(result.excluded)
                 counts.update(result.counts)
                 counts["new"] += len(result.traces)
                 counts["left_undone"] += len(batch) - len(set(result.done))
@@ -141,9 +153,15 @@ def run_batches(
 
 
 def sample_and_grade(
-    engine: Engine, requests: Sequence[Request], answers: Sequence[str], k: int, sampling: SamplingParams
-) -> list[list[tuple[Completion, bool]]]:
-    """`k` completions per request, each with its verdict against that request's answer (graded in one batch)."""
+    engine: Engine, requests: Sequence[Request], answers: Sequence[str], k: int, sampling: SamplingParams, *,
+    training: bool, last_number: bool = True,
+) -> list[list[tuple[Completion, Verdict]]]:
+    """`k` completions per request, each with its verdict against that request's answer (graded in one batch;
+    `training` and `last_number` as in `grade_completions`)."""
     groups = engine.generate(requests, k, sampling)
-    verdicts = iter(grade_many([c.text for g in groups for c in g], [a for a, g in zip(answers, groups, strict=True) for _ in g]))
+    flat = [c for g in groups for c in g]
+    verdicts = iter(grade_completions(
+        [c.text for c in flat], [c.finish_reason for c in flat],
+        [a for a, g in zip(answers, groups, strict=True) for _ in g], training=training, last_number=last_number,
+    ))
     return [[(c, next(verdicts)) for c in g] for g in groups]

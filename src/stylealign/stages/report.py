@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from stylealign.evaluation import accuracy_summary, problem_scores
+from stylealign.grading.verdicts import grading_sentence
 from stylealign.records import Problem, Trace
 from stylealign.report import build_report, write_report
 from stylealign.report.browser import browser_data, nll_deciles
+from stylealign.report.predictors import predictor_check
 from stylealign.report.table import data_sentence, headline, mode_sentence, rich_table
 from stylealign.report.verdict import contrasts
 from stylealign.run.context import RunContext
 from stylealign.stages.evaluate import model_traces
+from stylealign.stages.load import CONTAMINATION
 from stylealign.streams.listing import stream_traces
 from stylealign.training import loss_curves
+from stylealign.usage import usage_section
 
 
 def _scored(ctx: RunContext, stage: str) -> list[Trace]:
@@ -45,17 +49,24 @@ def report_stage(ctx: RunContext) -> dict[str, Any]:
     traces = model_traces(ctx)
     evaluations = {name: accuracy_summary(found, k, resamples=resamples) for name, found in traces.items()}
     scores = {name: problem_scores(found) for name, found in traces.items()}
+    stream_rows = ctx.store.read_json("streams.json")
     report = build_report(
         ctx.config.name,
-        ctx.store.read_json("streams.json"),
+        stream_rows,
         evaluations,
         ctx.streams,
         k,
         contrasts=contrasts(scores, ctx.config.report.contrasts, resamples=resamples),
         training=ctx.store.read_json("train/summary.json", missing=None),
+        grading=grading_sentence(ctx.config.evaluation.last_number),
+        predictors=predictor_check(
+            [row for row in stream_rows if row["stream"] in ctx.streams], scores, resamples=resamples
+        ),
     )
     # per stream: failed oracle requests and sends
     report["oracle_failures"] = ctx.store.read_json("streams/failures.json", missing={})
+    report["contamination"] = ctx.store.read_json(CONTAMINATION, missing=None)
+    report["usage"] = usage_section(ctx)
     browser, deciles = trace_browser(ctx)
     for row in report["streams"]:
         row["nll_deciles"] = deciles.get(row["stream"])
@@ -69,6 +80,7 @@ def report_stage(ctx: RunContext) -> dict[str, Any]:
     ctx.console.print(headline(evaluations, k))
     ctx.console.print(report["paradox"]["sentence"])
     ctx.console.print(report["paradox"]["cost_sentence"])
+    ctx.console.print(report["predictors"]["sentence"])
     ctx.console.print(mode_sentence(report))
     if sentence := data_sentence(report):
         ctx.console.print(sentence)

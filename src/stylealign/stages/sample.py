@@ -28,7 +28,7 @@ def _items(ctx: RunContext) -> list[WorkItem]:
         return [
             WorkItem(
                 work_key(STAGE, model=engine_cfg, template=template, sampling=sampling, k=cfg.sampling.k,
-                         seed=cfg.seed, problem=content_id(p.id, p.question, p.answer)),
+                         seed=cfg.seed, problem=content_id(p.id, p.question, p.answer), grading="training"),
                 p,
             )
             for p in ctx.problems()
@@ -57,15 +57,16 @@ def sample_stage(ctx: RunContext) -> dict[str, Any]:
     def build(batch: list[WorkItem]) -> BatchResult:
         student = ctx.student()
         requests = [template.request(question=i.problem.question, id=i.problem.id) for i in batch]
-        groups = sample_and_grade(student, requests, [i.problem.answer for i in batch], s.k, sampling)
+        groups = sample_and_grade(student, requests, [i.problem.answer for i in batch], s.k, sampling, training=True)
         traces = [
             Trace(
                 id=content_id(item.key, j), problem_id=item.problem.id, text=c.text, stream="sample", model=student.name,
-                template=template.name, sampling=sampling.to_dict(), seed=sampling.seed, correct=ok,
-                metrics={"sample_index": j, "finish_reason": c.finish_reason, "num_tokens": c.num_tokens},
+                template=template.name, sampling=sampling.to_dict(), seed=sampling.seed, correct=verdict.correct,
+                metrics={"sample_index": j, "finish_reason": c.finish_reason, "num_tokens": c.num_tokens,
+                         **({"excluded": verdict.excluded} if verdict.excluded else {})},
             )
             for item, group in zip(batch, groups, strict=True)
-            for j, (c, ok) in enumerate(group)
+            for j, (c, verdict) in enumerate(group)
         ]
         return BatchResult(traces=traces, done=[i.key for i in batch])
 

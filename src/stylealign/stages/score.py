@@ -7,7 +7,10 @@ to it. Per
 stream: coverage, correctness, reward, PPL global and per quarter, JS drift
 against the student's own samples, length / step ratios, edit distance and
 the tokens carrying most of the loss — printed as a table and written to
-`DIR/streams.json`.
+`DIR/streams.json`. The same pass gives the predictors of utility
+(`metrics/predictors.py`: PPL, mean token rank, RSR, CAR, GRAPE likelihood,
+reward); each stream's predicted place under each (`predicted_rank`) is kept
+in `streams.json`, and the rankings are printed, before any training.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from stylealign.metrics.drift import (
     text_profile,
     tokenizer_for,
 )
-from stylealign.metrics.reward import make_scorer
+from stylealign.metrics.predictors import predicted_ranks, ranking_lines
+from stylealign.metrics.reward import run_scorer
 from stylealign.records import Trace, content_id
 from stylealign.run.context import RunContext
 from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, template_id
@@ -55,6 +59,10 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "—"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items()) or "none"
 
 
 def print_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
@@ -154,13 +162,12 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
     problems = {p.id: p for p in ctx.problems()}
     tokenize, tokenizer_name = tokenizer_for(ctx.student())
     samples_profile, parents = _samples_profile_and_parents(ctx, list(ctx.streams), tokenize)
-    scorer = None
     template = ctx.student_template()
     parts = {
         "student": engine_id(ctx.config.student.engine),
         "template": template_id(template),
         "reward": ctx.config.reward.model_dump(mode="json", exclude={"batch_size"}),
-        "cost_fields": "token_nll",  # traces scored before per-token NLLs were kept are scored again
+        "cost_fields": "token_nll+rank",  # traces scored before per-token NLLs and ranks were kept are scored again
     }
 
     key_of = work_keys("scored", "trace", **parts)
@@ -168,8 +175,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
     summary = _StreamSummary()
 
     def build(batch: list[WorkItem], name: str) -> BatchResult:
-        nonlocal scorer
-        scorer = scorer or make_scorer(ctx.config.reward, ctx)
+        scorer = run_scorer(ctx)
         traces = [item.parent for item in batch]
         costs = adaptation_cost(ctx.student(), [request_for(i.problem.question) for i in batch], [t.text for t in traces])
         rewards = scorer.score([i.problem for i in batch], [t.text for t in traces])
@@ -183,6 +189,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         return result
 
     rows = []
+    exclusions = ctx.store.read_json("streams/exclusions.json", missing={})
     for name in ctx.streams:
         traces = stream_traces(ctx.store, name)
         items = [WorkItem(key_of(content_id(t.id, t.text)), problems[t.problem_id], t) for t in traces if t.problem_id in problems]
@@ -199,6 +206,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         row["reward_model"] = scored[0].metrics.get("reward_model") if scored else None
         row["drift_tokenizer"] = tokenizer_name
         row["oracle_failures"] = sum(1 for _ in ctx.store.stage(f"failures_stream_{name}").iter_records(Trace))
+        row["excluded"] = exclusions.get(name, {})
         row.update(vocabulary_guards(ctx, [t.text for t in scored], row.get("ppl")))
         if name == "sar":
             accepted = [t for t in scored if t.metrics.get("sar_outcome") == "accepted"]
@@ -206,11 +214,30 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
             row["sar_retried"] = sum(t.metrics.get("sar_attempts", 1) > 1 for t in accepted)
             row["sar_kept_parent"] = sum(t.metrics.get("sar_outcome") == "kept_parent" for t in scored)
             row["sar_identical_to_parent"] = sum(t.text == parents.get(t.parent_id) for t in scored)
+            row["sar_rejections"] = dict(sorted(Counter(
+                reason.split(":")[0] for t in scored for reason in t.metrics.get("rejections", [])
+            ).items()))
         row.update(stream_spec(name).summarize(scored))
         rows.append(row)
+    for row, places in zip(rows, predicted_ranks(rows).values(), strict=True):
+        row["predicted_rank"] = places
     ctx.store.write_json("streams.json", rows)
     print_table(ctx, rows)
     for row in rows:
+        if row.get("sar_rejections") is not None:
+            ctx.console.print(
+                f"SAR gate: {row['sar_accepted']} accepted ({row['sar_retried']} after a retry), {row['sar_kept_parent']} "
+                f"kept the parent, {row['sar_identical_to_parent']} of {row['traces']} equal their parent; attempts "
+                f"rejected: {_counts(row['sar_rejections'])}"
+            )
+    excluded = {row["stream"]: row["excluded"] for row in rows if row.get("excluded")}
+    if excluded:
+        ctx.console.print("excluded from training data (answer matched, but cut by max_tokens or never stated): "
+                          + "; ".join(f"{name} {_counts(counts)}" for name, counts in excluded.items()))
+    for row in rows:
         for warning in row["warnings"]:
             ctx.console.print(f"[yellow]warning[/yellow] {row['stream']}: {warning}")
+    ctx.console.print("[bold]Predicted before training[/bold], best first (checked against accuracy in the report):")
+    for line in ranking_lines(rows):
+        ctx.console.print(f"  {line}")
     return {"streams": len(rows), "traces": sum(r["traces"] for r in rows)}

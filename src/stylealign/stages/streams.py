@@ -8,13 +8,16 @@ when not selected. Each stream's current traces are listed
 for the stages after this one (`stylealign.streams.listing`), and its oracle failures are counted in
 `streams/failures.json` (the report shows them); what each stream's batches did in this run
 (new traces, wrong oracle answers, SAR gate outcomes, work skipped as already done) is in
-`streams/counts.json`. A stream left with no traces
+`streams/counts.json`. Traces whose answer matched but that training data may not hold (cut by
+`max_tokens`, or no stated final answer: `grading.verdicts`) are kept in `excluded_stream_<name>` and
+counted per reason in `streams/exclusions.json` (and `streams.json`). A stream left with no traces
 because its oracle failed stops the run with a summary (finished work is kept;
 `--allow-failures` goes on with what there is).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from stylealign.records import Trace
@@ -35,6 +38,7 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     failures: dict[str, dict[str, Any]] = {}
     run_counts: dict[str, dict[str, int]] = {}
+    exclusions: dict[str, dict[str, int]] = {}
     built: dict[str, list[Trace]] = {}
     for name in build_order(ctx.config, ctx.streams):
         spec = stream_spec(name)
@@ -44,6 +48,10 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
         run_counts[name] = counts
         keys = {item.key for item in items}
         current = [t for t in ctx.store.stage(f"stream_{name}").iter_records(Trace) if t.metrics.get("work_key") in keys]
+        exclusions[name] = dict(sorted(Counter(
+            t.metrics["excluded"] for t in ctx.store.stage(f"excluded_stream_{name}").iter_records(Trace)
+            if t.metrics.get("work_key") in keys
+        ).items()))
         write_listing(ctx.store, name, current)
         built[name] = current
         covered = len({t.problem_id for t in current})
@@ -61,6 +69,7 @@ def streams_stage(ctx: RunContext) -> dict[str, Any]:
             }
     ctx.store.write_json("streams/failures.json", failures)
     ctx.store.write_json("streams/counts.json", run_counts)
+    ctx.store.write_json("streams/exclusions.json", exclusions)
     starved = {name: f for name, f in failures.items() if not f["traces"] and f["failed_requests"]}
     if starved and not ctx.allow_failures:
         detail = "; ".join(f"{name}: {f['failed_requests']} requests failed, last error: {f['last_error']}" for name, f in starved.items())

@@ -1,10 +1,10 @@
 """Light cleaning of generation debris in the student's own traces, recorded so nothing is silent.
 
-Two kinds of debris are removed: a repeated tail (a degenerate loop that
-repeats the same span at least `MIN_REPEATS` times at the end) collapses to one
-copy, and an unterminated last line of a length-truncated sample is dropped.
-A cleaned trace is kept only if it still grades correct; otherwise the
-original text stands.
+A repeated tail (a degenerate loop that repeats the same span at least
+`MIN_REPEATS` times at the end, before the model stopped) collapses to one
+copy. A cleaned trace is kept only if it still grades correct; otherwise the
+original text stands. Samples cut off by `max_tokens` never reach cleaning:
+they are never correct training data (`grading.verdicts`).
 """
 
 from __future__ import annotations
@@ -36,24 +36,11 @@ def collapse_repeated_tail(text: str) -> str:
     return text
 
 
-def drop_unterminated_line(text: str) -> str:
-    """Drop a trailing line that does not end a sentence (the generation was cut off mid-line)."""
-    head, sep, last = text.rstrip().rpartition("\n")
-    if not sep or not last.strip() or last.rstrip().endswith((".", "!", "?", "}", "$", ")", "]")):
-        return text
-    return head.rstrip()
-
-
-def clean_text(text: str, truncated: bool) -> Cleaned:
+def clean_text(text: str) -> Cleaned:
     out = Cleaned(text)
     collapsed = collapse_repeated_tail(text.rstrip())
     if collapsed != text.rstrip():
         out.actions.append("repeated_tail")
         out.text = collapsed
-    if truncated:
-        dropped = drop_unterminated_line(out.text)
-        if dropped != out.text:
-            out.actions.append("unterminated")
-            out.text = dropped
     out.removed_chars = len(text) - len(out.text)
     return out

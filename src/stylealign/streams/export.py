@@ -5,7 +5,9 @@
 - `dataset/`: a Hugging Face `datasets` directory (`load_from_disk`) with conversational `prompt` /
   `completion` fields, TRL's prompt-completion format (loss on the completion only).
 The prompt is the student's own template, the same one used for sampling, scoring and training.
-An existing export is never overwritten unless asked (`force`), and every file is written then renamed.
+An existing export is never overwritten unless asked (`force`), and every output is written beside its
+target then renamed onto it: a symbolic link left in the folder (even a dangling one) counts as an earlier
+export and is replaced, never written through, so nothing lands outside the folder.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,14 +32,14 @@ def _prepare_out_dir(out: Path, force: bool) -> None:
     """Make `out`, refusing a file there and (without `force`) an earlier export; errors name the path."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
-    existing = [name for name in OUTPUTS if (out / name).exists()]
+    existing = [name for name in OUTPUTS if os.path.lexists(out / name)]
     if existing and not force:
         raise ValueError(f"{out}: already holds {', '.join(existing)}; pass --force to overwrite")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)  # a new file, never an existing link
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
         raise ValueError(f"{out}: cannot write there: {err.strerror or err}") from None
 
@@ -69,11 +73,18 @@ def export_stream(
                      "system_tag": "system"},
         }
     }
-    (out / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    write_text_atomically(out / "dataset_info.json", json.dumps(info, indent=2))
     dataset_dir = out / "dataset"
-    if dataset_dir.exists():
-        shutil.rmtree(dataset_dir)
-    Dataset.from_list(rows).save_to_disk(str(dataset_dir))
+    fresh = out / f".dataset.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        Dataset.from_list(rows).save_to_disk(str(fresh))
+        if dataset_dir.is_symlink() or dataset_dir.is_file():
+            dataset_dir.unlink()  # the link itself, never what it points to
+        elif dataset_dir.exists():
+            shutil.rmtree(dataset_dir)
+        os.replace(fresh, dataset_dir)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
     return {"examples": len(rows), "jsonl": str(jsonl), "dataset": str(dataset_dir)}
 
 
@@ -95,4 +106,5 @@ def export_run(run_dir: str | Path, stream: str, out_dir: str | Path, *, force: 
     if not traces:
         raise ValueError(f"{run_dir}: stream {stream!r} has no traces (run the `streams` stage first)")
     template = load_template(cfg.student.template, cfg.prompts_dir, system=cfg.student.system)
-    return export_stream(traces, store.stage("problems").records(Problem), template, out_dir, force=force)
+    problems = list(store.stage("problems").latest(Problem).values())
+    return export_stream(traces, problems, template, out_dir, force=force)

@@ -4,22 +4,35 @@ The pool (`streams.grape.pool`, default gold, rft, oracle_synth, oracle_refine)
 gives each problem its correct candidates: every correct student sample for
 `rft` (what rft selects from, cleaned the same way, not only the one rft keeps)
 and the correct traces of each other pool stream. Each candidate is scored
-under the student with the adaptation-cost scorer, and the one with the highest
-length-normalised log-likelihood (mean token log-prob, i.e. the lowest `nll`)
-is kept. Ties (equal to the last bit, e.g. an oracle_refine that changed
-nothing) go to the shorter response in tokens, then to the stream whose name
-sorts first, then to the smaller trace id. It fits the data to the student by
-*selecting* only: set beside sar, which fits by *editing*, it shows how much
-of a gain selection alone explains.
+under the student with the adaptation-cost scorer, and the best by
+`streams.grape.criterion` is kept: `likelihood` (GRAPE's: the highest
+length-normalised log-likelihood, i.e. the lowest `nll`), `rank_surprisal`
+(the lowest RSR) or `car` (the highest compatibility-adjusted reward, which
+scores each candidate's reward too); metrics/predictors.py defines RSR and
+CAR. One selecting stream serves every criterion, so "train on the
+best-predicted trace per problem" is a setting, not a stream per predictor.
+Ties (equal to 1e-9, e.g. an oracle_refine that changed nothing) go to the
+shorter response in tokens, then to the stream whose name sorts first, then
+to the smaller trace id. It fits the data to the student by *selecting* only:
+set beside sar, which fits by *editing*, it shows how much of a gain
+selection alone explains.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from stylealign.metrics.adaptation import adaptation_cost
+from stylealign.metrics.predictors import (
+    PREDICTOR_BY_NAME,
+    Predictor,
+    compatibility_adjusted_reward,
+    goodness,
+)
+from stylealign.metrics.reward import run_scorer
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams import rft
@@ -47,46 +60,70 @@ def _pools(sc: StreamContext, built: Built, problem_ids: list[str]) -> list[list
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = sc.problems
     pools = _pools(sc, built, [p.id for p in problems])
-    key = sc.keyer(NAME)
+    criterion = sc.config.streams.grape.criterion
+    rewarded = {"reward": sc.config.reward.model_dump(mode="json", exclude={"batch_size"})} if criterion == "car" else {}
+    key = sc.keyer(NAME, criterion=criterion, **rewarded)
     return [
         WorkItem(key(p, candidates=[content_id(t.id, t.text) for t in pool]), p)
         for p, pool in zip(problems, pools, strict=True) if pool
     ]
 
 
-def _preference(candidate: tuple[Trace, dict[str, Any]]) -> tuple[float, int, str, str]:
-    """Sort key, best first: lowest mean NLL, then fewest tokens, then stream name, then trace id.
+CRITERIA = {"likelihood": "grape_likelihood", "rank_surprisal": "rsr", "car": "car"}
+"""Each `streams.grape.criterion` and the predictor (metrics/predictors.py) it selects by."""
 
-    NLLs equal to 1e-9 nats are a tie: means over different token counts differ in the last float bits.
+
+def _preference(candidate: tuple[Trace, dict[str, Any], float], predictor: Predictor) -> tuple[float, int, str, str]:
+    """Sort key, best first: the predictor's best value, then fewest tokens, then stream name, then trace id.
+
+    Values equal to 1e-9 are a tie: means over different token counts differ in the last float bits.
     """
-    trace, cost = candidate
-    return round(cost["nll"], 9), cost["tokens"], trace.stream, trace.id
+    trace, cost, value = candidate
+    return round(-goodness(predictor, value), 9), cost["tokens"], trace.stream, trace.id
+
+
+def _values(sc: StreamContext, flat: list[tuple[WorkItem, Trace]], costs: list[dict[str, Any]]) -> list[float | None]:
+    """Each candidate's value of the criterion's predictor; None where the candidate cannot be rated."""
+    criterion = sc.config.streams.grape.criterion
+    if criterion == "likelihood":
+        return [None if cost["nll"] is None else -cost["nll"] for cost in costs]
+    if criterion == "rank_surprisal":
+        if costs and all(cost["rsr"] is None for cost in costs):
+            raise ValueError(
+                f"streams.grape.criterion 'rank_surprisal' needs token ranks, which the student's engine "
+                f"({sc.student().name}) does not give"
+            )
+        return [cost["rsr"] for cost in costs]
+    rewards = run_scorer(sc.run).score([item.problem for item, _ in flat], [t.text for _, t in flat])
+    return [compatibility_adjusted_reward(r["reward"], cost["nll"]) for r, cost in zip(rewards, costs, strict=True)]
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
     pools = _pools(sc, built, [item.problem.id for item in items])
     flat = [(item, trace) for item, pool in zip(items, pools, strict=True) for trace in pool]
     costs = adaptation_cost(sc.student(), [sc.student_request(item.problem) for item, _ in flat], [t.text for _, t in flat])
-    scored: dict[str, list[tuple[Trace, dict[str, Any]]]] = {item.key: [] for item in items}
-    for (item, trace), cost in zip(flat, costs, strict=True):
-        if cost["nll"] is not None:
-            scored[item.key].append((trace, cost))
+    predictor = PREDICTOR_BY_NAME[CRITERIA[sc.config.streams.grape.criterion]]
+    scored: dict[str, list[tuple[Trace, dict[str, Any], float]]] = {item.key: [] for item in items}
+    for (item, trace), cost, value in zip(flat, costs, _values(sc, flat, costs), strict=True):
+        if cost["nll"] is not None and value is not None:
+            scored[item.key].append((trace, cost, value))
     result = BatchResult(done=[item.key for item in items])
     for item in items:
         candidates = scored[item.key]
         if not candidates:
             result.count("no_candidate")
             continue
-        chosen, cost = min(candidates, key=_preference)
+        chosen, cost, value = min(candidates, key=functools.partial(_preference, predictor=predictor))
         pool_nll: dict[str, float] = {}
-        for trace, c in candidates:
+        for trace, c, _ in candidates:
             pool_nll[trace.stream] = min(pool_nll.get(trace.stream, c["nll"]), c["nll"])
         result.keep(item, Trace(
             id=content_id(NAME, item.key, chosen.id), problem_id=chosen.problem_id, text=chosen.text, stream=NAME,
             parent_id=chosen.id, model=chosen.model, template=chosen.template, sampling=chosen.sampling,
             seed=chosen.seed, correct=chosen.correct,
             metrics={"grape_source": chosen.stream, "grape_candidates": len(candidates), "nll": cost["nll"],
-                     "mean_logprob": -cost["nll"], "pool_nll": pool_nll},
+                     "mean_logprob": -cost["nll"], "pool_nll": pool_nll,
+                     "grape_criterion": sc.config.streams.grape.criterion, "grape_value": value},
         ))
         result.count(f"from_{chosen.stream}")
     return result

@@ -1,13 +1,16 @@
 """rft: rejection sampling — the student's own correct samples, cleaned and selected.
 
-Selection: one per problem (`first`, `random`, or `lowest_cost`: the lowest
-student NLL), or `all_distinct`: every correct sample whose reasoning differs,
+Only samples that finished and state their answer count (`grading.verdicts`); the others whose answer
+matched are set aside in `excluded_stream_rft` with the reason. Selection: one per problem (`first`, `random`, or `lowest_cost`: the lowest
+student NLL), `all_distinct`: every correct sample whose reasoning differs,
 deduplicated by its sequence of equations (or of numbers when it has none),
-as in Yuan et al. 2023.
+as in Yuan et al. 2023, or `all`: every correct sample. With several kept per
+problem, `streams.near_duplicate` drops the near-duplicates among them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -17,12 +20,18 @@ from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams.cleaning import clean_text
 from stylealign.streams.context import StreamContext
+from stylealign.streams.near_duplicates import drop_near_duplicates
+from stylealign.streams.near_duplicates import summarize as summarize_near_duplicates
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "rft"
 
 _EQUATION = re.compile(r"[\d.()][\d.\s+\-*/×÷^()]*=\s*-?[\d.,]*\d")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+MANY = ("all_distinct", "all")
+"""Selections that keep several traces per problem."""
 
 
 def reasoning_signature(text: str) -> tuple[str, ...]:
@@ -33,12 +42,14 @@ def reasoning_signature(text: str) -> tuple[str, ...]:
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     cfg = sc.config.streams.rft
-    key = sc.keyer(NAME, selection=cfg.selection, clean=cfg.clean)
+    near = sc.config.streams.near_duplicate if cfg.selection in MANY else None
+    key = sc.keyer(NAME, selection=cfg.selection, clean=cfg.clean, **({"near_duplicate": near} if near else {}))
     items = []
     for p in sc.problems:
         correct = [t for t in sc.samples.get(p.id, []) if t.correct]
-        if correct:
-            items.append(WorkItem(key(p, samples=[t.id for t in correct]), p))
+        excluded = [t.id for t in sc.samples.get(p.id, []) if "excluded" in t.metrics]
+        if correct or excluded:
+            items.append(WorkItem(key(p, samples=[t.id for t in correct], **({"excluded": excluded} if excluded else {})), p))
     return items
 
 
@@ -48,7 +59,7 @@ def _candidates(sc: StreamContext, problem_id: str) -> list[Trace]:
     for sample in sc.samples.get(problem_id, []):
         if not sample.correct:
             continue
-        cleaned = clean_text(sample.text, sample.metrics.get("finish_reason") == "length") if sc.config.streams.rft.clean else None
+        cleaned = clean_text(sample.text) if sc.config.streams.rft.clean else None
         metrics = {"selection": sc.config.streams.rft.selection, "cleaning": cleaned.actions if cleaned else []}
         if cleaned and cleaned.actions:
             metrics["cleaned_chars"] = cleaned.removed_chars
@@ -86,6 +97,8 @@ def _select(sc: StreamContext, item: WorkItem, candidates: list[Trace]) -> list[
         return candidates[:1]
     if policy == "random":
         return [random.Random(content_id(sc.config.seed, item.problem.id)).choice(candidates)]
+    if policy == "all":
+        return drop_near_duplicates(candidates, sc.config.streams.near_duplicate)
     if policy == "all_distinct":
         seen: set[tuple[str, ...]] = set()
         kept = []
@@ -94,7 +107,7 @@ def _select(sc: StreamContext, item: WorkItem, candidates: list[Trace]) -> list[
             if signature not in seen:
                 seen.add(signature)
                 kept.append(trace)
-        return kept
+        return drop_near_duplicates(kept, sc.config.streams.near_duplicate)
     return [min(candidates, key=lambda t: t.metrics["nll"])]
 
 
@@ -108,6 +121,11 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
         for trace, cost in zip(flat, costs, strict=True):
             trace.metrics.update(nll=cost["nll"], ppl=cost["ppl"])
     for item, candidates in zip(items, per_item, strict=True):
+        for sample in sc.samples.get(item.problem.id, []):
+            if "excluded" in sample.metrics:  # its answer matched, but it was cut off or never stated it
+                result.exclude(item, dataclasses.replace(sample, stream=NAME, parent_id=sample.id, metrics=dict(sample.metrics)))
+        if not candidates:
+            continue
         kept = _select(sc, item, candidates)
         for trace in kept:
             trace.metrics["candidates"] = len(candidates)
@@ -116,4 +134,4 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return result
 
 
-SPEC = StreamSpec(NAME, plan, build)
+SPEC = StreamSpec(NAME, plan, build, summarize=summarize_near_duplicates)

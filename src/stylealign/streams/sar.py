@@ -63,7 +63,9 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
             if trace is None:
                 rejections[i].append("oracle_failure")
             elif not trace.correct:
-                rejections[i].append("wrong_answer")
+                rejections[i].append(trace.metrics.get("excluded", "wrong_answer"))
+                if "excluded" in trace.metrics:
+                    result.exclude(items[i], trace)
             elif cost_of[i] - parent_nll[i] > cfg.cost_margin:
                 rejections[i].append(f"cost_rise:{cost_of[i] - parent_nll[i]:.4f}")
             else:

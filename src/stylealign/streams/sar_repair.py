@@ -5,21 +5,24 @@ trace (the oracle with the ProcessBench-style `locate_error` prompt, or the
 lab's step checker), keep the student's prefix before it byte-for-byte, let
 the oracle rewrite that one step in the student's style (`repair_step`), and
 let the student continue from there (`continuations` samples). The verified
-completion with the lowest student NLL is kept.
+completion with the lowest student NLL is kept (`keep` > 1: that many, lowest
+NLL first, less the near-duplicates of kept ones under `streams.near_duplicate`).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from stylealign.grading import grade_many
+from stylealign.grading.verdicts import grade_completions
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem
 from stylealign.steps import step_mode, tag_paragraphs, trace_steps
 from stylealign.streams.context import StreamContext
+from stylealign.streams.near_duplicates import drop_near_duplicates
+from stylealign.streams.near_duplicates import summarize as summarize_near_duplicates
 from stylealign.streams.registry import Built, StreamSpec
 
 NAME = "sar_repair"
@@ -39,8 +42,10 @@ def parse_step_index(text: str) -> int:
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     cfg = sc.config.streams.sar_repair
-    parts = {**sc.oracle_parts(LOCATE, REPAIR), "sar_repair": cfg.model_dump(), "exemplars": sc.config.streams.sar.exemplars,
-             "sampling": sc.student_sampling().to_dict()}
+    parts = {**sc.oracle_parts(LOCATE, REPAIR), "sar_repair": cfg.model_dump(exclude={"keep"}),
+             "exemplars": sc.config.streams.sar.exemplars, "sampling": sc.student_sampling().to_dict()}
+    if cfg.keep > 1:  # keeping one continuation is the stream's first shape: its keys stay as they were
+        parts.update(keep=cfg.keep, near_duplicate=sc.config.streams.near_duplicate)
     key = sc.keyer(NAME, **parts)
     items = []
     for p in sc.problems:
@@ -129,36 +134,43 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     student = sc.student()
     sampling = sc.student_sampling()
     groups = student.generate([sc.student_request(j.item.problem, prefix=j.head) for j in repaired], cfg.continuations, sampling)
-    flat = [(job, job.head + c.text) for job, group in zip(repaired, groups, strict=True) for c in group]
-    verdicts = grade_many([text for _, text in flat], [job.item.problem.answer for job, _ in flat])
-    verified = [pair for pair, ok in zip(flat, verdicts, strict=True) if ok]
+    flat = [(job, job.head + c.text, c.finish_reason) for job, group in zip(repaired, groups, strict=True) for c in group]
+    verdicts = grade_completions([text for _, text, _ in flat], [finish for _, _, finish in flat],
+                                 [job.item.problem.answer for job, _, _ in flat], training=True)
+    verified = [(job, text) for (job, text, _), verdict in zip(flat, verdicts, strict=True) if verdict.correct]
+    for (job, text, finish), verdict in zip(flat, verdicts, strict=True):
+        if verdict.excluded:  # the continuation reached the answer but was cut off or never stated it
+            result.exclude(job.item, Trace(
+                id=content_id(NAME, job.item.key, text, "excluded"), problem_id=job.item.problem.id, text=text,
+                stream=NAME, parent_id=job.sample.id, model=student.name, template=REPAIR, sampling=sampling.to_dict(),
+                seed=sampling.seed, correct=False, metrics={"excluded": verdict.excluded, "finish_reason": finish},
+            ))
     costs = adaptation_cost(student, [sc.student_request(job.item.problem) for job, _ in verified], [t for _, t in verified])
-    best: dict[int, tuple[float, str]] = {}
-    for (job, text), cost in zip(verified, costs, strict=True):
-        if id(job) not in best or cost["nll"] < best[id(job)][0]:
-            best[id(job)] = (cost["nll"], text)
+    ranked: dict[int, dict[str, float]] = defaultdict(dict)  # per job: text -> NLL, lowest first
+    for (job, text), cost in sorted(zip(verified, costs, strict=True), key=lambda pair: pair[1]["nll"]):
+        ranked[id(job)].setdefault(text, cost["nll"])
     counts = Counter(id(job) for job, _ in verified)
 
     oracle_name = sc.oracle().name
     for job in repaired:
         result.done.append(job.item.key)
-        if id(job) not in best:
+        if id(job) not in ranked:
             result.count("unrepaired")
             continue
-        nll, text = best[id(job)]
-        metrics = {
-            "locator": cfg.locator, "error_step": job.index, "prefix_chars": len(job.prefix), "repair_chars": len(job.fixed),
-            "native_fraction": 1 - len(job.fixed) / len(text), "oracle": oracle_name, "verified": counts[id(job)],
-            "continuations": cfg.continuations, "nll": nll,
-        }
-        result.keep(
-            job.item,
+        candidates = [
             Trace(id=content_id(NAME, job.item.key, text), problem_id=job.item.problem.id, text=text, stream=NAME,
                   parent_id=job.sample.id, model=student.name, template=REPAIR, sampling=sampling.to_dict(),
-                  seed=sampling.seed, correct=True, metrics=metrics),
-        )
+                  seed=sampling.seed, correct=True, metrics={
+                      "locator": cfg.locator, "error_step": job.index, "prefix_chars": len(job.prefix),
+                      "repair_chars": len(job.fixed), "native_fraction": 1 - len(job.fixed) / len(text),
+                      "oracle": oracle_name, "verified": counts[id(job)], "continuations": cfg.continuations, "nll": nll,
+                  })
+            for text, nll in ranked[id(job)].items()
+        ]
+        for trace in drop_near_duplicates(candidates, sc.config.streams.near_duplicate if cfg.keep > 1 else None)[: cfg.keep]:
+            result.keep(job.item, trace)
         result.count("repaired")
     return result
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="sample")
+SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="sample", summarize=summarize_near_duplicates)

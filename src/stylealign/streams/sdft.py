@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from stylealign.engines.base import SamplingParams, generate_each
-from stylealign.grading import extract_answer, grade_many
+from stylealign.grading import extract_answer
+from stylealign.grading.verdicts import grade_completions
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem, template_id
@@ -62,12 +63,20 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     requests = [template.request(question=i.problem.question, reference=i.parent.text, id=i.parent.id) for i in items]
     answers = generate_each(student, requests, 1, sampling)
     texts = ["" if isinstance(a, Exception) else a[0].text for a in answers]
-    verdicts = grade_many(texts, [i.problem.answer for i in items])
+    finishes = ["" if isinstance(a, Exception) else a[0].finish_reason for a in answers]
+    verdicts = grade_completions(texts, finishes, [i.problem.answer for i in items], training=True)
     result = BatchResult(done=[i.key for i in items])
-    for item, answer, text, ok in zip(items, answers, texts, verdicts, strict=True):
+    for item, answer, text, verdict in zip(items, answers, texts, verdicts, strict=True):
         if isinstance(answer, Exception):
             trace = _kept_reference(item, f"student_error: {type(answer).__name__}: {answer}", "")
-        elif not ok:
+        elif verdict.excluded:
+            trace = _kept_reference(item, verdict.excluded, text)
+            result.exclude(item, Trace(
+                id=content_id(NAME, item.key, text), problem_id=item.problem.id, text=text, stream=NAME,
+                parent_id=item.parent.id, model=student.name, template=template.name, sampling=sampling.to_dict(),
+                seed=sampling.seed, correct=False, metrics={"excluded": verdict.excluded, "finish_reason": answer[0].finish_reason},
+            ))
+        elif not verdict.correct:
             trace = _kept_reference(item, "no_answer" if extract_answer(text) is None else "wrong_answer", text)
         else:
             trace = Trace(

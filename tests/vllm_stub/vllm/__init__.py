@@ -12,7 +12,8 @@ tests/test_vllm_contract.py; nothing else can import it. What it mirrors:
 - `RequestOutput.outputs[i]` (`CompletionOutput`: `index`, `text`, `token_ids`, `finish_reason` "stop" or
   "length", `stop_reason`), `RequestOutput.prompt_logprobs`: None unless asked for, else a list with one
   entry per prompt token, None for the first, then `dict[token_id, Logprob(logprob, rank, decoded_token)]`
-  holding the prompt's own token plus the top `prompt_logprobs` tokens;
+  holding the prompt's own token plus the top `prompt_logprobs` tokens, each token's `rank` counted as vLLM's
+  sampler counts it (the vocabulary tokens whose log-prob is at least the token's: 1 for the most likely);
 - stop strings end a completion and are not part of its text. `top_p` is recorded, not applied.
 """
 
@@ -137,10 +138,7 @@ class LLM:
             order = row.argsort(descending=True).tolist()
             wanted = [ids[pos], *order[: params.prompt_logprobs]]
             entries.append(
-                {
-                    t: Logprob(float(row[t]), order.index(t) + 1, self.tokenizer.decode([t]))
-                    for t in wanted
-                }
+                {t: Logprob(float(row[t]), int((row >= row[t]).sum()), self.tokenizer.decode([t])) for t in wanted}
             )
         return entries
 
