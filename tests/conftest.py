@@ -153,3 +153,16 @@ def write_llama_gguf(path: Path, model: Any, tokenizer: Any, *, arch: str = "lla
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(source HF dir, GGUF file) of a tiny llama sharing the conftest tokenizer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = tiny_causal_lm(tokenizer, architecture="llama", max_position_embeddings=256, rope_theta=10000.0)
+    src = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(src)
+    tokenizer.save_pretrained(src)
+    return src, write_llama_gguf(src.parent / "tiny-llama.gguf", model, tokenizer)

