@@ -126,7 +126,7 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
 
     result = probe(page, tmp_path)
     assert result["errors"] == []
-    assert len(result["images"]) == 6
+    assert len(result["images"]) == 7
     for image in result["images"]:
         assert image["src"].startswith("data:image/png;base64")
         assert image["width"] > 300 and image["height"] > 200, f"a figure did not decode: {image}"
