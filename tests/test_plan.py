@@ -42,6 +42,8 @@ def test_sampling_and_evaluation_rows_follow_from_the_texts_and_max_tokens() -> 
     assert (sample["requests"], sample["samples"]) == (2, 8)
     assert sample["prompt_tokens"] == 10 + 20  # the student template is the bare question
     assert sample["generated_tokens"] == 4 * (30 + 100)  # as long as the reference, cut at max_tokens
+    longer = plan_run(config(), PROBLEMS, TESTS, Assumptions(chars_per_token=1.0, answer_to_reference=2.0))
+    assert rows(longer, "sample")[0]["generated_tokens"] == 4 * (60 + 100)
     [evaluate] = rows(plan, "evaluate")
     models = 1 + 3  # the base student and one model per stream, one training seed
     assert (evaluate["requests"], evaluate["samples"]) == (models, models * 2)

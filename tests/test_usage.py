@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
 
@@ -12,7 +14,7 @@ from stylealign.stages.sample import current_samples, sample_stage
 from stylealign.stages.score import score_stage
 from stylealign.stages.streams import streams_stage
 from stylealign.streams.listing import stream_traces
-from stylealign.usage import actual_usage, compare, usage_section
+from stylealign.usage import actual_usage, compare, measured_rates, usage_section
 
 
 def words(texts):
@@ -84,3 +86,13 @@ def test_compare_lines_up_stages_and_engines_either_side_has() -> None:
     rows = compare(plan, actual)
     assert rows[0]["actual_generated_tokens"] == 70 and rows[0]["error"] == pytest.approx(100 / 80 - 1)
     assert rows[1]["plan_requests"] == 0 and rows[1]["error"] == -1
+
+
+def test_measured_rates_divide_a_stages_tokens_by_the_time_since_the_previous_stage_finished(tmp_path) -> None:
+    stages = {"load": 100.0, "sample": 110.0, "streams": 150.0, "score": 150.0}
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {k: {"done": True, "time": t} for k, t in stages.items()}}))
+    rows = [{"stage": "sample", "prompt_tokens": 30, "generated_tokens": 70},
+            {"stage": "streams", "prompt_tokens": 200, "generated_tokens": 200},
+            {"stage": "score", "prompt_tokens": 50, "generated_tokens": 0}]
+    (tmp_path / "report.json").write_text(json.dumps({"usage": {"actual": {"rows": rows}}}))
+    assert measured_rates(tmp_path) == {"sample": 10.0, "streams": 10.0}  # score took no measurable time

@@ -49,6 +49,8 @@ class Assumptions:
     """Share of SAR attempts the gate accepts (the rest are asked again, up to `max_attempts`)."""
     repair_share: float = 0.5
     """Where in a wrong answer its first wrong step is (the kept prefix), as a share of its length."""
+    answer_to_reference: float = 1.0
+    """An answer's length as a multiple of its problem's reference solution (cut at `max_tokens`)."""
     answer_without_reference: float = 0.5
     """An answer's length as a share of `max_tokens` for a problem without a reference solution."""
 
@@ -60,6 +62,7 @@ class Assumptions:
             "oracle_accuracy": "share of oracle answers that verify",
             "sar_acceptance": "share of SAR attempts the gate accepts",
             "repair_share": "kept prefix of a repaired answer, as a share of its length",
+            "answer_to_reference": "answer length as a multiple of the problem's reference solution",
             "answer_without_reference": "answer length as a share of max_tokens where a problem has no reference",
         }
         return [f"{f.name} = {getattr(self, f.name)}: {docs[f.name]}" for f in fields(self)]
@@ -105,7 +108,7 @@ def _tokens(text: str, a: Assumptions) -> float:
 
 def _answer(problem: Problem, max_tokens: int, a: Assumptions) -> float:
     if problem.reference_solution:
-        return min(float(max_tokens), _tokens(problem.reference_solution, a))
+        return min(float(max_tokens), a.answer_to_reference * _tokens(problem.reference_solution, a))
     return a.answer_without_reference * max_tokens
 
 
@@ -307,7 +310,7 @@ def plan_run(
         "eval_problems": z.eval_problems,
         "assumptions": [
             *assumptions.lines(),
-            f"an answer is as long as its problem's reference solution, capped at max_tokens (mean {z.answer:.0f} "
+            f"an answer is answer_to_reference times its problem's reference solution, cut at max_tokens (mean {z.answer:.0f} "
             f"tokens for the student, {z.oracle_answer:.0f} for the oracle, {z.eval_answer:.0f} on the test sets)",
             "SAR and sar_repair prompts hold `sar.exemplars` answers of that length; a repaired step is a quarter of one",
             "each request is sent once (no retries) and nothing is already done",

@@ -248,14 +248,15 @@ def compare(plan_rows: Sequence[dict[str, Any]], actual_rows: Sequence[dict[str,
 
 def measured_rates(run_dir: str | Path) -> dict[str, float]:
     """Tokens (read and written) per second of each stage of an earlier run, from its report's actual rows and
-    its manifest: a stage's seconds run from the previous stage's finish to its own, so a run resumed across
-    invocations counts its pauses (and times slower than it ran)."""
+    its manifest: a stage's seconds run from the finish of the stage before it (in the manifest, stages are in
+    the order they first finished) to its own, so a run resumed across invocations counts its pauses (and
+    times slower than it ran)."""
     import json
 
     root = Path(run_dir)
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     usage = json.loads((root / "report.json").read_text(encoding="utf-8")).get("usage", {})
-    finished = sorted((entry["time"], name) for name, entry in manifest.get("stages", {}).items() if entry.get("done"))
+    finished = [(entry["time"], name) for name, entry in manifest.get("stages", {}).items() if entry.get("done")]  # run order
     tokens = defaultdict(float)
     for row in usage.get("actual", {}).get("rows", []):
         tokens[row["stage"]] += row["prompt_tokens"] + row["generated_tokens"]
