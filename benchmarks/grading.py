@@ -14,7 +14,7 @@ two processes splitting the list, in fresh interpreters timed after their import
 GSM8K; math_ratio_vs_raw >= 0.9; math_ratio_vs_raw_repeated >= 1.5; mathverify_suite_agreement
 >= 0.97 (math-verify's own default reaches 0.98 on those cases).
 
-Worst-case extraction: the slowest of `HOSTILE` (shapes that were quadratic: nested boxes, unclosed math
+Worst-case extraction: the slowest of `HOSTILE` (shapes a naive extractor reads in quadratic time: nested boxes, unclosed math
 delimiters, long runs of spaces, thousands of formulas in one sentence), each `HOSTILE_CHARS` long, extracted
 in this process (CPU seconds, one item). Target: extraction_worst_case_s <= 0.5, and
 extraction_scaling (the worst at HOSTILE_CHARS over the worst at a quarter of it) <= 6 (linear is 4).

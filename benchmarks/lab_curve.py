@@ -1,13 +1,13 @@
 """How early does a student recipe learn? Greedy accuracy by level during pretraining, for recipe searches.
 
-Trains the shipped recipe (changed by `--set`) and, every `--every` steps until `--stop`, saves the model
+Trains the shipped recipe (changed by `--set`) and, every `--every` steps until `--last-step`, saves the model
 and measures greedy accuracy on lab test problems and where each solution first goes wrong. Before the
 final decay the learning rate is constant, so the model after step s is the model of an s-step recipe
 without decay: a recipe that is to build a usable student in fewer steps has to get off zero here early. Two changes that are not recipe values can be
 tried too: the loss on the question as well as the response, and dense arithmetic drills (documents of
 `--drill-equations` equations of the world's own operations) added to the corpus.
 
-    .venv/bin/python benchmarks/lab_curve.py [--every 200] [--stop 800] [--set learning_rate=0.016 ...]
+    .venv/bin/python benchmarks/lab_curve.py [--every 200] [--last-step 800] [--set learning_rate=0.016 ...]
                                              [--loss-on-question] [--drills 3000]
 """
 
@@ -96,7 +96,7 @@ def add_drills(count: int, equations: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=200)
-    parser.add_argument("--stop", type=int, default=800)
+    parser.add_argument("--last-step", type=int, default=800, help="the step of the last measurement")
     parser.add_argument("--problems", type=int, default=100, help="lab test problems for accuracy")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="change one recipe value")
     parser.add_argument("--loss-on-question", action="store_true", help="train on the question tokens too")
@@ -128,7 +128,7 @@ def main() -> None:
         errors = " ".join(f"{k} {v}" for k, v in first_errors(test, texts).items())
         print(f"step {step} ({time.perf_counter() - start - measuring:.0f}s without measuring) greedy {accuracy:.3f}"
               f"  {by_level}  first error: {errors}  right results {right_results(texts):.2f}", flush=True)  # fmt: skip
-        if step >= args.stop:
+        if step >= args.last_step:
             raise Stop
 
     try:

@@ -6,7 +6,7 @@ carry the same problem:
   own          one of its own samples at T=1.0 (its native style, right or wrong),
   gold         the GSM8K reference solution (calculator annotations stripped,
                `#### N` turned into `The answer is N.`),
-  oracle_style that reference rewritten by `stylealign.oracle_style` into a
+  oracle_style that reference rewritten by `stylealign.oracles.house_style` into a
                polished LaTeX house style (same logic, different presentation).
 The paper predicts own < gold < oracle_style. Means get percentile-bootstrap
 95% CIs over problems, and paired differences get their own CIs.

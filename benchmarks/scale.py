@@ -130,7 +130,7 @@ def run_size(n: int, workdir: Path, streams: Sequence[str]) -> dict:
     })
     ctx = RunContext(config=config, store=RunStore(workdir / "run", config.model_dump(mode="json")),
                      console=Console(file=io.StringIO(), width=200), streams=tuple(streams))
-    ctx._engines[config.student.engine.model_dump_json()] = CannedStudent(problems_file)
+    ctx.use_engine(config.student.engine, CannedStudent(problems_file))
     functions = {"load": load_stage, "sample": sample_stage, "streams": streams_stage, "score": score_stage}
     stages = {}
     try:

@@ -93,6 +93,14 @@ def tiny_base_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-base-model"), chat_template=False)
 
 
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir: Path) -> Any:
+    """The tiny model behind the hf engine on CPU: the student (or scorer) of the streams / metrics tests."""
+    from stylealign.engines.hf import HFEngine
+
+    return HFEngine(str(tiny_model_dir), device="cpu", batch_size=8, progress=False)
+
+
 def _rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's Q/K row order (interleaved rotary halves); transformers undoes it on load."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)

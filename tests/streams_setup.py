@@ -1,9 +1,10 @@
-"""Shared setup of the streams / metrics / export tests: lab problems, a tiny student, scripted engines.
+"""Shared helpers of the streams / metrics / export tests: lab problems, a run context, scripted engines.
 
 `ScriptedStudent` is a real `Engine` whose samples are fixed per question (so
 each stream sees known correct and wrong traces) and whose scores come from
 the tiny HF model; oracles are the lab's programmatic oracle, optionally
-wrapped to fail the way remote oracles do.
+wrapped to fail the way remote oracles do. The tiny student itself is the
+`tiny_engine` fixture in conftest.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rich.console import Console
 
 from stylealign.config import ExperimentConfig, parse_config
@@ -24,13 +24,6 @@ from stylealign.records import Problem
 from stylealign.run.context import RunContext
 from stylealign.stages.load import load_stage
 from stylealign.store import RunStore
-
-
-@pytest.fixture(scope="session")
-def tiny_engine(tiny_model_dir: Path):
-    from stylealign.engines.hf import HFEngine
-
-    return HFEngine(str(tiny_model_dir), device="cpu", batch_size=8, progress=False)
 
 
 def make_config(model_dir: Path, *, limit: int = 3, streams: dict[str, Any] | None = None, **extra: Any) -> ExperimentConfig:
@@ -52,9 +45,9 @@ def make_ctx(run_dir: Path, cfg: ExperimentConfig, *, student=None, oracle=None)
     ctx = RunContext(config=cfg, store=RunStore(run_dir, cfg.model_dump(mode="json")), console=Console(file=io.StringIO(), width=200))
     load_stage(ctx)
     if student is not None:
-        ctx._engines[cfg.student.engine.model_dump_json()] = student
+        ctx.use_engine(cfg.student.engine, student)
     if oracle is not None:
-        ctx._engines[cfg.oracle.engine.model_dump_json()] = oracle
+        ctx.use_engine(cfg.oracle.engine, oracle)
     return ctx
 
 

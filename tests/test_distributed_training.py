@@ -25,9 +25,9 @@ from transformers import AutoModelForCausalLM
 
 import stylealign
 from stylealign.config import load_config
+from stylealign.pipeline import run_experiment
 from stylealign.records import Problem, Trace
 from stylealign.run.context import RunContext
-from stylealign.run.pipeline import run_experiment
 from stylealign.store import RunStore
 from stylealign.training import TRAINING_INFO, TRAINING_LOG, seed_dir
 

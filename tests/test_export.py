@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
+from streams_setup import make_config, make_ctx, scripted_student
 from typer.testing import CliRunner
 
 from stylealign.cli import app
@@ -15,11 +15,11 @@ from stylealign.streams.export import export_stream
 from stylealign.streams.listing import stream_traces
 
 
-def test_export_stream_chat_jsonl_and_dataset(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_export_stream_chat_jsonl_and_dataset(tmp_path, tiny_model_dir, tiny_engine):
     from datasets import load_from_disk
 
     ctx = make_ctx(tmp_path / "run", make_config(tiny_model_dir), oracle=OracleEngine())
-    ctx._engines[ctx.config.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 2)
+    ctx.use_engine(ctx.config.student.engine, scripted_student(tiny_engine, ctx.problems(), 2))
     ctx.streams = ("sar",)
     sample_stage(ctx)
     streams_stage(ctx)

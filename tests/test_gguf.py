@@ -106,12 +106,13 @@ def test_real_cpu_config_names_the_registered_pair_and_every_llm_template() -> N
     from stylealign.datasets import load_problems
     from stylealign.known_models import PAIRS
     from stylealign.prompts import load_template
+    from stylealign.streams.registry import stream_settings
 
     cfg = load_config("real-cpu")
     student, oracle = cfg.student.engine, cfg.oracle.engine
     assert (student.type, student.model) == ("hf", f"known:{PAIRS['qwen2.5-coder'][0]}")
     assert (oracle.type, oracle.model, oracle.serve) == ("openai", f"known:{PAIRS['qwen2.5-coder'][1]}", True)
-    assert set(cfg.streams.enabled) == set(STREAMS) and cfg.streams.sar_repair.locator == "oracle"
+    assert set(cfg.streams.enabled) == set(STREAMS) and stream_settings(cfg, "sar_repair").locator == "oracle"
     assert cfg.reward.type == "judge" and cfg.student.template == "qwen_math"
     for name in ("solve", "refine", "sar", "locate_error", "repair_step", "judge", cfg.student.template):
         load_template(name)

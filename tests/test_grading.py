@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from stylealign.cli import app
 from stylealign.datasets import DATA_DIR, clean_gsm8k_solution
+from stylealign.grade_files import grade_file
 from stylealign.grading import (
     as_number,
     equivalent,
@@ -21,7 +22,6 @@ from stylealign.grading import (
     grade_many,
     reference_answer,
 )
-from stylealign.grading.files import grade_file
 
 MATHVERIFY_CASES = Path(__file__).parent / "data" / "mathverify_cases.jsonl"
 HANGS = r"so the answer is \boxed{9^{9^{9^{9}}}}"  # sympy tries to evaluate the power tower forever

@@ -30,8 +30,8 @@ from stylealign.engines import EngineError, Request, SamplingParams
 from stylealign.engines.openai_api import OpenAIEngine
 from stylealign.records import Problem, Trace
 from stylealign.run.context import RunContext
+from stylealign.stages.train import length_warning
 from stylealign.store import RunStore, StoreError
-from stylealign.training import length_warning
 
 SECRET = "sk-hostile-secret-9876"
 runner = CliRunner()

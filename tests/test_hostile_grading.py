@@ -37,7 +37,7 @@ QUADRATIC_BEFORE = {
 }
 
 
-@pytest.mark.timeout(300)  # a hang guard: each of these took minutes before, a fraction of a second now
+@pytest.mark.timeout(300)  # a hang guard: each of these takes a fraction of a second
 @pytest.mark.parametrize("shape", sorted(QUADRATIC_BEFORE))
 def test_extraction_of_once_quadratic_shapes_is_right(shape):
     text, expected = QUADRATIC_BEFORE[shape]

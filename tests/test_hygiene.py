@@ -7,7 +7,7 @@ by the last-number fallback.
 
 from __future__ import annotations
 
-from streams_setup import ScriptedStudent, correct_text, make_config, make_ctx, tiny_engine  # noqa: F401 - fixture
+from streams_setup import ScriptedStudent, correct_text, make_config, make_ctx
 
 from stylealign.engines.base import Completion
 from stylealign.grading.verdicts import CUT_BY_LENGTH, IMPLICIT_ANSWER, Verdict, grade_completions
@@ -49,7 +49,7 @@ def test_evaluation_takes_the_last_number_only_from_a_finished_sample_and_says_s
     assert [v.correct for v in strict] == [False, False, True, True, False]
 
 
-def test_cut_and_implicit_samples_never_reach_rft_and_are_counted(tmp_path, tiny_model_dir, tiny_engine) -> None:  # noqa: F811
+def test_cut_and_implicit_samples_never_reach_rft_and_are_counted(tmp_path, tiny_model_dir, tiny_engine) -> None:
     cfg = make_config(tiny_model_dir, limit=2, sampling={"k": 2, "max_tokens": 16})
     ctx = make_ctx(tmp_path, cfg)
     first, second = ctx.problems()
@@ -57,9 +57,9 @@ def test_cut_and_implicit_samples_never_reach_rft_and_are_counted(tmp_path, tiny
     # the same right text twice over for the first problem: once cut by max_tokens, once without its final sentence
     cut = Completion(right, finish_reason="length")
     implicit = Completion(right.rsplit("\n", 1)[0] + f"\nSo {first.answer}", finish_reason="stop")
-    ctx._engines[cfg.student.engine.model_dump_json()] = ScriptedStudent(
+    ctx.use_engine(cfg.student.engine, ScriptedStudent(
         tiny_engine, ctx.problems(), {first.question: [cut, implicit], second.question: [correct_text(second)] * 2}
-    )
+    ))
     ctx.streams = ("rft", "sar")
     sample_stage(ctx)
     samples = {(s.problem_id, s.metrics["sample_index"]): s for s in current_samples(ctx)}
@@ -72,7 +72,7 @@ def test_cut_and_implicit_samples_never_reach_rft_and_are_counted(tmp_path, tiny
     assert ctx.store.read_json("streams/exclusions.json")["rft"] == {CUT_BY_LENGTH: 1, IMPLICIT_ANSWER: 1}
 
 
-def test_an_oracle_answer_cut_by_max_tokens_is_set_aside(tmp_path, tiny_model_dir, tiny_engine) -> None:  # noqa: F811
+def test_an_oracle_answer_cut_by_max_tokens_is_set_aside(tmp_path, tiny_model_dir, tiny_engine) -> None:
     cfg = make_config(tiny_model_dir, limit=2)
     ctx = make_ctx(tmp_path, cfg)
     first, second = ctx.problems()
@@ -93,10 +93,10 @@ def test_an_oracle_answer_cut_by_max_tokens_is_set_aside(tmp_path, tiny_model_di
         def close(self):
             pass
 
-    ctx._engines[cfg.oracle.engine.model_dump_json()] = CutOracle()
-    ctx._engines[cfg.student.engine.model_dump_json()] = ScriptedStudent(
+    ctx.use_engine(cfg.oracle.engine, CutOracle())
+    ctx.use_engine(cfg.student.engine, ScriptedStudent(
         tiny_engine, ctx.problems(), {p.question: [correct_text(p)] for p in ctx.problems()}
-    )
+    ))
     ctx.streams = ("oracle_synth",)
     sample_stage(ctx)
     streams_stage(ctx)

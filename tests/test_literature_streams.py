@@ -20,7 +20,6 @@ from streams_setup import (
     make_config,
     make_ctx,
     scripted_student,
-    tiny_engine,  # noqa: F401 - fixture
     wrong_text,
 )
 
@@ -33,7 +32,7 @@ from stylealign.stages.score import score_stage
 from stylealign.stages.streams import streams_stage
 from stylealign.streams.listing import stream_traces
 from stylealign.streams.mix import assign
-from stylealign.streams.registry import build_order
+from stylealign.streams.registry import build_order, check_stream_settings
 
 POOL = ("gold", "rft", "oracle_synth", "oracle_refine")
 
@@ -58,7 +57,7 @@ class ConstructedScores(ScriptedStudent):
         return out
 
 
-def test_grape_picks_the_most_likely_verified_candidate_and_never_costs_more_than_the_pool(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_grape_picks_the_most_likely_verified_candidate_and_never_costs_more_than_the_pool(tmp_path, tiny_model_dir, tiny_engine):
     # the pool listed against the tie-break order, so list order would pick otherwise
     cfg = make_config(tiny_model_dir, limit=4, streams={"grape": {"pool": ["rft", "oracle_refine", "oracle_synth", "gold"]}})
     ctx = make_ctx(tmp_path, cfg, oracle=OracleEngine())
@@ -73,7 +72,7 @@ def test_grape_picks_the_most_likely_verified_candidate_and_never_costs_more_tha
     student = ConstructedScores(tiny_engine, problems, samples)
     student.ties = {problems[0].reference_solution: 0.1, same_length: 0.1, correct_text(problems[1]): 0.1,
                     longer[problems[1].id]: 0.1}
-    ctx._engines[cfg.student.engine.model_dump_json()] = student
+    ctx.use_engine(cfg.student.engine, student)
     ctx.streams = (*POOL, "grape")
     sample_stage(ctx)
     streams_stage(ctx)
@@ -123,12 +122,12 @@ class RankedScores(ConstructedScores):
         return out
 
 
-def grape_run(tmp_path, tiny_model_dir, tiny_engine, criterion: str, student_class=RankedScores, **extra):  # noqa: F811
+def grape_run(tmp_path, tiny_model_dir, tiny_engine, criterion: str, student_class=RankedScores, **extra):
     cfg = make_config(tiny_model_dir, limit=4, streams={"grape": {"criterion": criterion}}, **extra)
     ctx = make_ctx(tmp_path, cfg, oracle=OracleEngine())
     problems = ctx.problems()
     samples = {p.question: [f"So we compute it.\n\n{correct_text(p)}", correct_text(p)] for p in problems}
-    student = ctx._engines[cfg.student.engine.model_dump_json()] = student_class(tiny_engine, problems, samples)
+    student = ctx.use_engine(cfg.student.engine, student_class(tiny_engine, problems, samples))
     # the student's own texts cost 1 nat a token: below most oracle texts, whose reward is twice theirs
     student.ties = {text: 1.0 for texts in samples.values() for text in texts}
     ctx.streams = (*POOL, "grape")
@@ -146,7 +145,7 @@ def grape_run(tmp_path, tiny_model_dir, tiny_engine, criterion: str, student_cla
 
 
 @pytest.mark.parametrize("criterion", ["rank_surprisal", "car"])
-def test_grape_selects_by_the_configured_predictor(tmp_path, tiny_model_dir, tiny_engine, criterion):  # noqa: F811
+def test_grape_selects_by_the_configured_predictor(tmp_path, tiny_model_dir, tiny_engine, criterion):
     from stylealign.lab.reward import lab_reward
 
     student, problems, candidates, grape = grape_run(tmp_path, tiny_model_dir, tiny_engine, criterion)
@@ -170,11 +169,13 @@ def test_grape_selects_by_the_configured_predictor(tmp_path, tiny_model_dir, tin
     assert picked_other_than_likelihood, "the constructed scores must make the criteria disagree somewhere"
 
 
-def test_grape_by_rank_surprisal_needs_ranks_and_car_needs_a_reward(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_grape_by_rank_surprisal_needs_ranks_and_car_needs_a_reward(tmp_path, tiny_model_dir, tiny_engine):
     with pytest.raises(ValueError, match="needs token ranks, which the student's engine"):
         grape_run(tmp_path, tiny_model_dir, tiny_engine, "rank_surprisal", student_class=ConstructedScores)
     with pytest.raises(ConfigError, match="criterion 'car' discounts each candidate's reward"):
-        make_config(tiny_model_dir, streams={"enabled": ["grape"], "grape": {"criterion": "car"}}, reward={"type": "none"})
+        check_stream_settings(make_config(
+            tiny_model_dir, streams={"enabled": ["grape"], "grape": {"criterion": "car"}}, reward={"type": "none"}
+        ))
 
 
 class SelfRewriter(ScriptedStudent):
@@ -199,7 +200,7 @@ class SelfRewriter(ScriptedStudent):
         return out
 
 
-def test_sdft_keeps_the_reference_unless_the_students_rewrite_verifies(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_sdft_keeps_the_reference_unless_the_students_rewrite_verifies(tmp_path, tiny_model_dir, tiny_engine):
     cfg = make_config(tiny_model_dir, limit=4)
     ctx = make_ctx(tmp_path, cfg)
     problems = ctx.problems()
@@ -212,7 +213,7 @@ def test_sdft_keeps_the_reference_unless_the_students_rewrite_verifies(tmp_path,
     }
     samples = {p.question: [correct_text(p)] * 2 for p in problems}
     student = SelfRewriter(tiny_engine, problems, samples, rewrites=rewrites)
-    ctx._engines[cfg.student.engine.model_dump_json()] = student
+    ctx.use_engine(cfg.student.engine, student)
     ctx.streams = ("sdft",)
     sample_stage(ctx)
     summary = streams_stage(ctx)
@@ -260,9 +261,9 @@ def test_mix_assignment_keeps_the_ratio_and_is_deterministic_by_seed():
     assert Counter(assign({"rft": 1.0, "oracle_synth": 1.0}, both, seed=2).values()) == {"rft": 10, "oracle_synth": 10}
 
 
-def test_mix_stream_copies_each_problems_trace_from_one_component(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_mix_stream_copies_each_problems_trace_from_one_component(tmp_path, tiny_model_dir, tiny_engine):
     ctx = make_ctx(tmp_path, make_config(tiny_model_dir, limit=5), oracle=OracleEngine())
-    ctx._engines[ctx.config.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 4)
+    ctx.use_engine(ctx.config.student.engine, scripted_student(tiny_engine, ctx.problems(), 4))
     ctx.streams = ("mix",)
     sample_stage(ctx)
     streams_stage(ctx)
@@ -295,4 +296,4 @@ def test_streams_are_built_after_what_they_need_and_bad_sections_are_refused(tin
         ({"enabled": ["gold", "grap"]}, r"unknown streams \['grap'\]"),
     ):
         with pytest.raises(ConfigError, match=match):
-            make_config(tiny_model_dir, streams=section)
+            check_stream_settings(make_config(tiny_model_dir, streams=section))

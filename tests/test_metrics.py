@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
+from streams_setup import make_config, make_ctx, scripted_student
 from typer.testing import CliRunner
 
 from stylealign.cli import app
@@ -26,9 +26,10 @@ from stylealign.metrics.drift import (
     regex_tokenize,
     text_profile,
 )
-from stylealign.metrics.reward import ClassifierReward, JudgeReward, parse_judge_score
+from stylealign.metrics.reward import ClassifierReward, parse_judge_score
 from stylealign.oracles.engine import OracleEngine
 from stylealign.records import Problem, Trace
+from stylealign.run.rewards import judge_reward
 from stylealign.stages.sample import sample_stage
 from stylealign.stages.score import score_stage
 from stylealign.stages.streams import streams_stage
@@ -38,7 +39,7 @@ STREAM_KEYS = {"stream", "traces", "coverage", "correctness", "reward", "ppl", "
                "js_drift", "edit_distance", "top_loss_tokens"}
 
 
-def test_adaptation_cost_is_exp_mean_nll_of_a_direct_forward_pass(tiny_model_dir, tiny_engine):  # noqa: F811
+def test_adaptation_cost_is_exp_mean_nll_of_a_direct_forward_pass(tiny_model_dir, tiny_engine):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from stylealign.prompts import load_template
@@ -130,9 +131,9 @@ def test_js_divergence_is_the_same_number_in_every_process():
     assert len(outputs) == 1
 
 
-def test_score_stage_measures_every_stream_and_writes_streams_json(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_score_stage_measures_every_stream_and_writes_streams_json(tmp_path, tiny_model_dir, tiny_engine):
     ctx = make_ctx(tmp_path, make_config(tiny_model_dir), oracle=OracleEngine())
-    ctx._engines[ctx.config.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 2)
+    ctx.use_engine(ctx.config.student.engine, scripted_student(tiny_engine, ctx.problems(), 2))
     sample_stage(ctx)
     streams_stage(ctx)
     summary = score_stage(ctx)
@@ -249,8 +250,8 @@ def test_judge_reward_parses_scores_and_survives_garbage(tmp_path, tiny_model_di
 
     cfg = make_config(tiny_model_dir, limit=1, reward={"type": "judge", "engine": {"type": "openai", "model": "judge"}})
     ctx = make_ctx(tmp_path, cfg)
-    ctx._engines[cfg.reward.engine.model_dump_json()] = Judge()
-    scorer = JudgeReward(ctx)
+    ctx.use_engine(cfg.reward.engine, Judge())
+    scorer = judge_reward(ctx)
     [result] = scorer.score(ctx.problems(), ["The answer is 7."])
     assert result["reward"] == 8.0 and scorer.name == "judge:judge"
     with pytest.raises(ValueError, match="boxed"):
@@ -279,8 +280,8 @@ def test_judge_asks_once_per_solution_however_many_streams_hold_it(tmp_path, tin
 
     cfg = make_config(tiny_model_dir, limit=2, reward={"type": "judge", "engine": {"type": "openai", "model": "judge"}})
     ctx = make_ctx(tmp_path, cfg)
-    judge = ctx._engines[cfg.reward.engine.model_dump_json()] = Judge()
-    scorer = JudgeReward(ctx)
+    judge = ctx.use_engine(cfg.reward.engine, Judge())
+    scorer = judge_reward(ctx)
     first, second = ctx.problems()
     rft = scorer.score([first, second, first], ["The answer is 7.", "The answer is 7.", "The answer is 7."])
     mix = scorer.score([second, first], ["The answer is 7.", "So 7."])  # a copy of an rft trace, and one new text

@@ -9,7 +9,6 @@ from streams_setup import (
     correct_text,
     make_config,
     make_ctx,
-    tiny_engine,  # noqa: F401 - fixture
     wrong_text,
 )
 
@@ -42,7 +41,7 @@ def test_a_trace_close_to_a_kept_one_of_its_problem_is_dropped_and_counted() -> 
     assert len(drop_near_duplicates(fresh, None)) == 3 and summarize(fresh) == {}
 
 
-def test_rft_all_keeps_every_correct_sample_less_near_duplicates(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_rft_all_keeps_every_correct_sample_less_near_duplicates(tmp_path, tiny_model_dir, tiny_engine):
     kept = {}
     for threshold in (None, 0.1):
         streams = {"rft": {"selection": "all"}, **({"near_duplicate": threshold} if threshold else {})}
@@ -51,7 +50,7 @@ def test_rft_all_keeps_every_correct_sample_less_near_duplicates(tmp_path, tiny_
         p = ctx.problems()[0]
         text = correct_text(p)
         texts = [text, text.replace(" has ", " now has ", 1), "Let us work it out one fact at a time.\n\n" * 3 + text]
-        ctx._engines[cfg.student.engine.model_dump_json()] = ScriptedStudent(tiny_engine, [p], {p.question: texts})
+        ctx.use_engine(cfg.student.engine, ScriptedStudent(tiny_engine, [p], {p.question: texts}))
         ctx.streams = ("rft",)
         sample_stage(ctx)
         streams_stage(ctx)
@@ -76,7 +75,7 @@ class VariedContinuations(ScriptedStudent):
         return out
 
 
-def test_sar_repair_keeps_several_distinct_continuations(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_sar_repair_keeps_several_distinct_continuations(tmp_path, tiny_model_dir, tiny_engine):
     found = {}
     for keep, threshold in ((1, None), (3, None), (3, 0.05)):
         streams = {"enabled": ["sar_repair"], "sar_repair": {"locator": "lab", "continuations": 3, "keep": keep},
@@ -84,7 +83,7 @@ def test_sar_repair_keeps_several_distinct_continuations(tmp_path, tiny_model_di
         cfg = make_config(tiny_model_dir, limit=1, streams=streams)
         ctx = make_ctx(tmp_path / f"{keep}-{threshold}", cfg, oracle=OracleEngine())
         p = ctx.problems()[0]
-        ctx._engines[cfg.student.engine.model_dump_json()] = VariedContinuations(tiny_engine, [p], {p.question: [wrong_text(p)]})
+        ctx.use_engine(cfg.student.engine, VariedContinuations(tiny_engine, [p], {p.question: [wrong_text(p)]}))
         ctx.streams = ("sar_repair",)
         sample_stage(ctx)
         streams_stage(ctx)

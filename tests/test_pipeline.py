@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from stylealign.config import ConfigError, parse_config
+from stylealign.pipeline import run_experiment
 from stylealign.run.context import RunContext
-from stylealign.run.pipeline import run_experiment
 from stylealign.run.work import few_collections
 from stylealign.stages.load import load_stage
 from stylealign.store import RunStore

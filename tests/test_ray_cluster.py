@@ -29,8 +29,8 @@ from rich.console import Console
 
 import stylealign
 from stylealign.config import parse_config
+from stylealign.pipeline import run_experiment
 from stylealign.run.context import RunContext
-from stylealign.run.pipeline import run_experiment
 from stylealign.stages.sample import current_samples
 from stylealign.store import RunStore
 

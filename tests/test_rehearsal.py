@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from rich.console import Console
-from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
+from streams_setup import make_config, make_ctx, scripted_student
 
 from stylealign.config import parse_config
 from stylealign.engines.served import ServeError, served_model
@@ -99,7 +99,7 @@ def test_rehearsal_finishes_counts_every_failure_and_stops_the_server(tiny_model
 
 
 def test_sar_and_oracle_refine_through_the_llm_templates_reject_what_a_served_model_gets_wrong(
-    tiny_model_dir, tiny_engine, tmp_path: Path  # noqa: F811
+    tiny_model_dir, tiny_engine, tmp_path: Path
 ) -> None:
     """The paths the rehearsal's 135M student never reaches (it solves nothing, so its rft is empty):
     correct student traces refined through the `refine` and `sar` templates (with exemplars) by a model
@@ -112,7 +112,7 @@ def test_sar_and_oracle_refine_through_the_llm_templates_reject_what_a_served_mo
     cfg = make_config(tiny_model_dir, limit=3, streams={"oracle_retries": 0, "sar": {"exemplars": 1, "max_attempts": 2}},
                       oracle=oracle)
     ctx = make_ctx(tmp_path / "run", cfg)
-    ctx._engines[cfg.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), solved=2)
+    ctx.use_engine(cfg.student.engine, scripted_student(tiny_engine, ctx.problems(), solved=2))
     sample_stage(ctx)
     ctx.streams, ctx.allow_failures = ("rft", "oracle_refine", "sar"), True
     with served_model(model, model, url, tmp_path / "serve.log"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from http_faults import FaultyOracle, raw_server
-from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
+from streams_setup import make_config, make_ctx, scripted_student
 
 from stylealign.stages.sample import sample_stage
 from stylealign.stages.streams import streams_stage
@@ -26,7 +26,7 @@ from stylealign.streams.listing import stream_traces
 PROBLEMS, RETRIES = 30, 3
 
 
-def test_a_run_against_an_oracle_failing_30_percent_of_requests(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_a_run_against_an_oracle_failing_30_percent_of_requests(tmp_path, tiny_model_dir, tiny_engine):
     faulty = FaultyOracle(rate=0.3, hang_s=3.0, seed=15)
     with raw_server(faulty) as (url, calls):
         oracle = {"engine": {"type": "openai", "base_url": url, "model": "lab-oracle", "timeout": 1.5,
@@ -34,7 +34,7 @@ def test_a_run_against_an_oracle_failing_30_percent_of_requests(tmp_path, tiny_m
         cfg = make_config(tiny_model_dir, limit=PROBLEMS, oracle=oracle, streams={"oracle_retries": RETRIES})
         ctx = make_ctx(tmp_path, cfg)
         faulty.warm_up(ctx.problems()[0].question)
-        ctx._engines[cfg.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 0)
+        ctx.use_engine(cfg.student.engine, scripted_student(tiny_engine, ctx.problems(), 0))
         ctx.streams = ("oracle_synth",)
         sample_stage(ctx)
         start = time.perf_counter()

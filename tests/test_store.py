@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from stylealign.records import Problem, Trace
-from stylealign.store import RunStore, work_key, work_key_encoder, work_keys
+from stylealign.run.work import WorkKeys, work_key
+from stylealign.store import RunStore
 
 
 def _trace(i: int) -> Trace:
@@ -66,29 +67,29 @@ def test_read_json_with_a_missing_value_only_for_a_missing_file(tmp_path):
     assert store.read_json("streams/counts.json", missing={}) == {"rft": {"new": 2}}
 
 
-def test_work_keys_gives_work_keys_keys():
-    """Finished work is found by its key: the fast form must give exactly the keys runs already stored."""
-    parts = {"student": {"type": "hf", "model": "m", "batch": 16}, "template": "t1", "reward": None, "z": [1, "ü"]}
-    key_of = work_keys("scored", "trace", **parts)
-    for value in ("", "abc123", 'quo"te\n', "ünï ✓\u2028", "\x00stylealign"):
-        assert key_of(value) == work_key("scored", trace=value, **parts)
-    assert work_keys("s", "a", b="x")("v") == work_key("s", b="x", a="v")  # the varying part sorts first here
-    with pytest.raises(ValueError, match="placeholder"):
-        work_keys("s", "a", b="\x00stylealign-varying-part\x00")
+def test_work_keys_are_the_keys_runs_stored():
+    """Finished work is found by its key: a change of the encoding would redo every run's work."""
+    assert work_key("sample", item=1) == "c9ff39aec8487ea2"
+    assert work_key("sample") == "cb163aae585d0af3"
+    assert WorkKeys("stream_x", seed=0)(problem="p1", parent=None) == "0f05ed978af7bc0c"
 
 
-def test_work_key_encoder_gives_work_keys_keys():
-    """Streams key every item with the encoder: it must find the work that `work_key` keyed in earlier runs."""
+def test_work_keys_give_work_keys_keys():
+    """Streams key every item, and the score stage every trace, with `WorkKeys`: it must find the work that
+    `work_key` keyed, whichever varying names, values and argument order."""
     fixed = {"student": {"type": "hf", "model": "m", "batch": 16}, "seed": 0, "oracle": None,
              "sampling": {"temperature": 0.7, "top_p": 1.0, "seed": None}, "templates": ["a1", "b2"], "clean": True}
-    key = work_key_encoder("stream_x", **fixed)
+    keys = WorkKeys("stream_x", **fixed)
     for varying in ({}, {"problem": "p1", "parent": None}, {"problem": "ünï ✓\u2028", "parent": 'quo"te'},
+                    {"parent": "\x00stylealign", "problem": ""}, {"a": "first", "zz": "last"},
                     {"samples": ["s1", "s2"], "n": 3, "flag": False, "weight": 0.25, "big": 10**30},
                     {"components": {"rft": 4, "oracle_synth": 1}, "other": {2: "int key"}}):
-        assert key(**varying) == work_key("stream_x", **fixed, **varying)
-    assert key(problem="p1") != key(problem="p2")
+        for _ in range(2):  # the second call takes the layout built by the first
+            assert keys(**varying) == work_key("stream_x", **fixed, **varying)
+    assert keys(problem="p1") != keys(problem="p2")
+    assert WorkKeys("s", b="x")(a="v") == work_key("s", b="x", a="v")  # the varying part sorts first here
     with pytest.raises(TypeError, match="seed"):
-        key(seed=1)
+        keys(seed=1)
 
 
 def test_manifest_records_config_history_and_stages(tmp_path):
@@ -113,7 +114,8 @@ BATCH = 10
 CHILD = """
 import sys
 from stylealign.records import Trace
-from stylealign.store import RunStore, work_key, work_keys
+from stylealign.run.work import work_key
+from stylealign.store import RunStore
 
 root, items, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 stage = RunStore(root, {"writer": "child"}).stage("samples")  # the writer, as a run is: it cleans up stray temp files

@@ -12,7 +12,6 @@ from streams_setup import (
     make_config,
     make_ctx,
     scripted_student,
-    tiny_engine,  # noqa: F401 - fixture
     wrong_text,
 )
 
@@ -31,7 +30,7 @@ def _build(tmp_path: Path, model_dir: Path, engine, *, solved: int = 2, limit: i
     cfg = make_config(model_dir, limit=limit, streams=streams)
     ctx = make_ctx(tmp_path, cfg, oracle=oracle or OracleEngine())
     student = scripted_student(engine, ctx.problems(), solved)
-    ctx._engines[cfg.student.engine.model_dump_json()] = student
+    ctx.use_engine(cfg.student.engine, student)
     sample_stage(ctx)
     return ctx, student
 
@@ -51,7 +50,7 @@ def test_sample_stage_with_tiny_model_records_provenance_and_resumes(tmp_path, t
     assert sorted(ctx.store.stage("samples").dir.glob("shard-*")) == shards
 
 
-def test_all_six_streams_on_the_lab(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_all_six_streams_on_the_lab(tmp_path, tiny_model_dir, tiny_engine):
     ctx, student = _build(tmp_path, tiny_model_dir, tiny_engine, sar={"cost_margin": 100.0})
     problems = ctx.problems()
     summary = streams_stage(ctx)
@@ -86,7 +85,7 @@ def test_all_six_streams_on_the_lab(tmp_path, tiny_model_dir, tiny_engine):  # n
     assert {name: sorted(ctx.store.stage(f"stream_{name}").dir.glob("shard-*")) for name in summary} == shards
 
 
-def test_sar_repair_with_the_lab_locator_keeps_the_prefix(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_sar_repair_with_the_lab_locator_keeps_the_prefix(tmp_path, tiny_model_dir, tiny_engine):
     ctx, _ = _build(tmp_path, tiny_model_dir, tiny_engine, solved=1, limit=2, sar_repair={"locator": "lab", "continuations": 2},
                     enabled=["sar_repair"])
     ctx.streams = ("sar_repair",)
@@ -99,7 +98,7 @@ def test_sar_repair_with_the_lab_locator_keeps_the_prefix(tmp_path, tiny_model_d
     assert 0 < repair.metrics["native_fraction"] < 1
 
 
-def test_sar_gate_rejects_a_refinement_whose_cost_rises_past_the_margin(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_sar_gate_rejects_a_refinement_whose_cost_rises_past_the_margin(tmp_path, tiny_model_dir, tiny_engine):
     cfg = make_config(tiny_model_dir, limit=1)
     ctx = make_ctx(tmp_path / "probe", cfg)
     problem = ctx.problems()[0]
@@ -127,9 +126,9 @@ def test_sar_gate_rejects_a_refinement_whose_cost_rises_past_the_margin(tmp_path
         run = tmp_path / f"margin-{margin:.3f}"
         ctx = make_ctx(run, make_config(tiny_model_dir, limit=1, streams={"sar": {"cost_margin": margin, "max_attempts": 2}}),
                        oracle=FixedOracle())
-        ctx._engines[ctx.config.student.engine.model_dump_json()] = ScriptedStudent(
+        ctx.use_engine(ctx.config.student.engine, ScriptedStudent(
             tiny_engine, ctx.problems(), {problem.question: [parent, parent]}
-        )
+        ))
         ctx.streams = ("sar",)
         sample_stage(ctx)
         streams_stage(ctx)
@@ -143,7 +142,7 @@ def test_sar_gate_rejects_a_refinement_whose_cost_rises_past_the_margin(tmp_path
     assert abs(accepted.metrics["nll_delta"] - delta) < 1e-4 and accepted.model == "fixed-oracle"
 
 
-def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny_engine):
     ctx, _ = _build(tmp_path / "flaky", tiny_model_dir, tiny_engine, oracle=FlakyOracle(OracleEngine()))
     ctx.streams = ("oracle_synth", "sar")
     streams_stage(ctx)
@@ -170,12 +169,12 @@ def test_oracle_failures_are_retried_and_recorded(tmp_path, tiny_model_dir, tiny
     assert ctx.store.read_json("streams/counts.json")["oracle_synth"]["left_undone"] == 3
     assert ctx.store.stage("failures_stream_sar").records(Trace)
 
-    ctx._engines[ctx.config.oracle.engine.model_dump_json()] = OracleEngine()
+    ctx.use_engine(ctx.config.oracle.engine, OracleEngine())
     streams_stage(ctx)
     assert len(stream_traces(ctx.store, "oracle_synth")) == 3 and len(stream_traces(ctx.store, "sar")) == 2
 
 
-def test_garbage_answers_are_malformed_not_kept(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_garbage_answers_are_malformed_not_kept(tmp_path, tiny_model_dir, tiny_engine):
     class Garbage:
         name = "garbage"
 
@@ -196,14 +195,14 @@ def test_garbage_answers_are_malformed_not_kept(tmp_path, tiny_model_dir, tiny_e
     assert len(failures) == 2 and all(f.metrics["error"].startswith("malformed") and f.text == "lorem ipsum dolor" for f in failures)
 
 
-def test_rft_all_distinct_dedups_by_equations_and_cleans_debris(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_rft_all_distinct_dedups_by_equations_and_cleans_debris(tmp_path, tiny_model_dir, tiny_engine):
     cfg = make_config(tiny_model_dir, limit=1, streams={"rft": {"selection": "all_distinct"}}, sampling={"k": 3, "max_tokens": 16})
     ctx = make_ctx(tmp_path, cfg)
     p = ctx.problems()[0]
     text = correct_text(p)
     same_equations = text.replace(" has ", " now has ")
     looped = text + "\nThe answer is " + p.answer + "." + ("\nThe answer is " + p.answer + ".") * 4
-    ctx._engines[cfg.student.engine.model_dump_json()] = ScriptedStudent(tiny_engine, [p], {p.question: [text, same_equations, looped]})
+    ctx.use_engine(cfg.student.engine, ScriptedStudent(tiny_engine, [p], {p.question: [text, same_equations, looped]}))
     ctx.streams = ("rft",)
     sample_stage(ctx)
     streams_stage(ctx)
@@ -214,12 +213,12 @@ def test_rft_all_distinct_dedups_by_equations_and_cleans_debris(tmp_path, tiny_m
     assert clean_text(looped).text == text
 
 
-def test_rft_lowest_cost_selection_picks_the_cheapest_correct_sample(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_rft_lowest_cost_selection_picks_the_cheapest_correct_sample(tmp_path, tiny_model_dir, tiny_engine):
     cfg = make_config(tiny_model_dir, limit=1, streams={"rft": {"selection": "lowest_cost"}})
     ctx = make_ctx(tmp_path, cfg)
     p = ctx.problems()[0]
     texts = [correct_text(p), "So we compute it.\n\n" + correct_text(p)]
-    ctx._engines[cfg.student.engine.model_dump_json()] = ScriptedStudent(tiny_engine, [p], {p.question: texts})
+    ctx.use_engine(cfg.student.engine, ScriptedStudent(tiny_engine, [p], {p.question: texts}))
     ctx.streams = ("rft",)
     sample_stage(ctx)
     streams_stage(ctx)
@@ -230,14 +229,14 @@ def test_rft_lowest_cost_selection_picks_the_cheapest_correct_sample(tmp_path, t
     assert chosen.metrics["selection"] == "lowest_cost" and chosen.metrics["candidates"] == 2
 
 
-def test_oracle_streams_over_a_loopback_server_survive_server_errors(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def test_oracle_streams_over_a_loopback_server_survive_server_errors(tmp_path, tiny_model_dir, tiny_engine):
     from stylealign.server import BackgroundServer, create_app
 
     with BackgroundServer(create_app(FlakyOracle(OracleEngine()), "lab-oracle")) as url:
         oracle = {"engine": {"type": "openai", "base_url": url, "model": "lab-oracle", "max_retries": 0, "api_key_env": None}}
         cfg = make_config(tiny_model_dir, limit=2, oracle=oracle)
         ctx = make_ctx(tmp_path, cfg)
-        ctx._engines[cfg.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), 1)
+        ctx.use_engine(cfg.student.engine, scripted_student(tiny_engine, ctx.problems(), 1))
         ctx.streams = ("oracle_synth", "sar", "sar_repair")
         sample_stage(ctx)
         streams_stage(ctx)
@@ -261,10 +260,9 @@ def test_exemplars_are_drawn_as_from_the_list_of_other_problems_traces():
         pool = [Trace(id=f"t{i}", problem_id=f"p{draw.randint(0, 5)}", text=f"text {i}", stream="rft")
                 for i in range(draw.randint(0, 20))]
         exemplars = draw.randint(0, 5)
-        config = SimpleNamespace(seed=seed, streams=SimpleNamespace(sar=SimpleNamespace(exemplars=exemplars)))
-        sc = StreamContext(run=SimpleNamespace(config=config), problems=[], samples={})
+        sc = StreamContext(run=SimpleNamespace(config=SimpleNamespace(seed=seed)), problems=[], samples={})
         for j in range(7):
             problem = Problem(id=f"p{j}", question="q", answer="1")
             others = [t for t in pool if t.problem_id != problem.id]
             expected = random.Random(content_id(seed, problem.id)).sample(others, min(exemplars, len(others)))
-            assert sc.exemplars(pool, problem) == [t.text for t in expected]
+            assert sc.exemplars(pool, problem, exemplars) == [t.text for t in expected]

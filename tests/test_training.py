@@ -13,6 +13,7 @@ from stylealign.config import BudgetConfig, ExperimentConfig, LoraSettings, Trai
 from stylealign.engines.base import Request, encode_prompt_response, render_prompt
 from stylealign.records import Problem, Trace
 from stylealign.run.context import RunContext
+from stylealign.stages.train import length_warning, matched_problems, train_stage
 from stylealign.store import RunStore
 from stylealign.training import (
     IGNORE_INDEX,
@@ -21,10 +22,7 @@ from stylealign.training import (
     budget_steps,
     encode_example,
     fine_tune,
-    length_warning,
-    matched_problems,
     steps_per_epoch,
-    train_stage,
     training_key,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from streams_setup import make_config, make_ctx, scripted_student, tiny_engine  # noqa: F401 - fixture
+from streams_setup import make_config, make_ctx, scripted_student
 
 from stylealign.oracles.engine import OracleEngine
 from stylealign.records import Trace
@@ -22,10 +22,10 @@ def words(texts):
 
 
 @pytest.fixture
-def scored_run(tmp_path, tiny_model_dir, tiny_engine):  # noqa: F811
+def scored_run(tmp_path, tiny_model_dir, tiny_engine):
     cfg = make_config(tiny_model_dir, limit=3, streams={"enabled": ["gold", "rft", "oracle_synth", "oracle_refine", "sar"]})
     ctx = make_ctx(tmp_path, cfg, oracle=OracleEngine())
-    ctx._engines[cfg.student.engine.model_dump_json()] = scripted_student(tiny_engine, ctx.problems(), solved=2)
+    ctx.use_engine(cfg.student.engine, scripted_student(tiny_engine, ctx.problems(), solved=2))
     ctx.streams = tuple(cfg.streams.enabled)
     sample_stage(ctx)
     streams_stage(ctx)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from stylealign.config import ExperimentConfig
 
 app = typer.Typer(help="Build, measure and train on style-aligned distillation data.", no_args_is_help=True)
 lab_app = typer.Typer(help="The built-in lab: a math world, a small student and a programmatic oracle.")
@@ -21,6 +25,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _experiment(config: str) -> ExperimentConfig:
+    """The experiment config a YAML path or packaged name gives, its streams' own settings checked (an error names
+    the file and the dotted key)."""
+    from stylealign.config import config_path, load_config
+    from stylealign.streams.registry import check_stream_settings
+
+    return check_stream_settings(load_config(config), str(config_path(config)))
+
+
 @app.command()
 def run(
     config: str = typer.Argument(..., help="experiment YAML, or a packaged config's name (demo, real-cpu, ...)"),
@@ -34,12 +47,11 @@ def run(
     ),
 ) -> None:
     """Run (or resume) an experiment: load, sample, streams, score, train, evaluate, report."""
-    from stylealign.config import load_config
     from stylealign.engines import EngineError
-    from stylealign.run.pipeline import run_experiment
+    from stylealign.pipeline import run_experiment
 
     try:
-        cfg = load_config(config)
+        cfg = _experiment(config)
         selected = tuple(s.strip() for s in streams.split(",") if s.strip()) if streams else None
         run_experiment(
             cfg, out, only=only, until=until, streams=selected, limit=limit, console=console,
@@ -98,12 +110,11 @@ def rehearse(
     limit: int | None = typer.Option(None, help="use at most this many problems per source"),
 ) -> None:
     """Run the config with its oracle served on its loopback port (failures allowed); counts in rehearsal.json."""
-    from stylealign.config import load_config
     from stylealign.engines import EngineError
     from stylealign.rehearsal import rehearse as run_rehearsal
 
     try:
-        run_rehearsal(load_config(config), out, limit=limit, console=console)
+        run_rehearsal(_experiment(config), out, limit=limit, console=console)
     except (ValueError, OSError, EngineError) as err:
         _fail(str(err))
 
@@ -122,7 +133,7 @@ def grade(
     """Grade model outputs against reference answers; print accuracy, write per-row verdicts."""
     from rich.markup import escape
 
-    from stylealign.grading.files import grade_file
+    from stylealign.grade_files import grade_file
 
     if not timeout > 0:
         _fail(f"--timeout {timeout:g}: must be above 0 seconds")
@@ -179,8 +190,8 @@ def report(
     import webbrowser
 
     from stylealign.engines import EngineError
+    from stylealign.pipeline import report_run
     from stylealign.report.serve import open_report, report_page, report_server
-    from stylealign.run.pipeline import report_run
 
     try:
         page = report_run(run_dir, console=console) if rebuild else report_page(run_dir)
@@ -250,11 +261,10 @@ def contamination(
     """Training problems sharing a 13-gram with an evaluation question of the config, per evaluation set."""
     import json
 
-    from stylealign.config import load_config
     from stylealign.contamination import check_config, summary_lines
 
     try:
-        found = check_config(load_config(config), problems, limit, examples)
+        found = check_config(_experiment(config), problems, limit, examples)
     except (ValueError, OSError) as err:
         _fail(str(err))
     for line in summary_lines(found):
@@ -275,13 +285,12 @@ def plan(
     """Requests and tokens per stage and engine before anything runs; time and cost at the config's rates."""
     import json
 
-    from stylealign.config import load_config
     from stylealign.plan import Assumptions, plan_config, plan_table
     from stylealign.usage import measured_rates
 
     try:
         overrides = {name.strip(): float(value) for name, _, value in (a.partition("=") for a in assume)}
-        found = plan_config(load_config(config), limit, Assumptions(**overrides), measured_rates(from_run) if from_run else None)
+        found = plan_config(_experiment(config), limit, Assumptions(**overrides), measured_rates(from_run) if from_run else None)
     except (ValueError, OSError, TypeError) as err:
         _fail(str(err))
     Console(width=max(console.width, 120), force_terminal=console.is_terminal).print(plan_table(found))

@@ -6,8 +6,9 @@ and every validation error names the dotted key that failed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -15,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PAPER_STREAMS = ("gold", "rft", "oracle_synth", "oracle_refine", "sar", "sar_repair")
 """The paper's six streams: what runs when `streams.enabled` is not given."""
 STREAMS = (*PAPER_STREAMS, "grape", "sdft", "mix")
-"""Every stream, in build order; each is the module `stylealign.streams.<name>` (see streams/registry.py)."""
+"""Every stream, in build order: the one list of stream names. Each is the module `stylealign.streams.<name>` (see
+streams/registry.py), whose own settings, if any, are the section `streams.<name>` (`StreamSettings`)."""
 
 
 class Strict(BaseModel):
@@ -29,6 +31,22 @@ class Strict(BaseModel):
         if isinstance(value, bool) and ("int" in annotation or "float" in annotation) and "bool" not in annotation:
             raise ValueError("expected a number, got a boolean")
         return value
+
+
+RUNTIME_ONLY: dict[str, Any] = {"runtime_only": True}
+"""`Field(json_schema_extra=RUNTIME_ONLY)` marks a setting that changes how fast or where work runs, never what it
+produces (batch sizes, concurrency, timeouts, addresses): work keys leave it out (`runtime_only_fields`), so it may
+change without redoing finished work."""
+
+
+def runtime_only_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` marked `RUNTIME_ONLY`, read off the model's own fields (so every model, and each
+    class of a union of them, says its own). Only `model`'s fields: a nested model (an engine's `actor`) is
+    not looked into, and work keys hold it whole."""
+    return frozenset(
+        name for name, info in model.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("runtime_only") is True
+    )
 
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="0 to 2**32 - 1: what numpy and TRL seed with")]
@@ -79,17 +97,17 @@ class EngineConfig(Strict):
     # hf / vllm
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, json_schema_extra=RUNTIME_ONLY)
     max_model_len: int | None = None
     tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, json_schema_extra=RUNTIME_ONLY)
     # openai
     base_url: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: str | None = Field("OPENAI_API_KEY", json_schema_extra=RUNTIME_ONLY)
     endpoint: Literal["chat", "completions"] = "chat"
-    concurrency: int = Field(8, ge=1)
-    timeout: float = Field(120.0, gt=0)
-    max_retries: int = Field(5, ge=0)
+    concurrency: int = Field(8, ge=1, json_schema_extra=RUNTIME_ONLY)
+    timeout: float = Field(120.0, gt=0, json_schema_extra=RUNTIME_ONLY)
+    max_retries: int = Field(5, ge=0, json_schema_extra=RUNTIME_ONLY)
     tokenizer: str | None = Field(None, description="local tokenizer dir: renders the chat template for scoring")
     # what `stylealign plan` prices and times with; not part of the experiment (left out of keys and the manifest)
     price_per_million_tokens: TokenRates | None = Field(
@@ -102,11 +120,13 @@ class EngineConfig(Strict):
         False,
         description="openai: start `stylealign serve MODEL` on base_url's loopback port when first needed and stop it "
         "when the run ends (device, dtype and batch_size configure the served hf engine)",
+        json_schema_extra=RUNTIME_ONLY,
     )
     # ray
-    num_actors: int = Field(2, ge=1)
+    num_actors: int = Field(2, ge=1, json_schema_extra=RUNTIME_ONLY)
     address: str | None = Field(
         None, description="ray: the cluster to join (auto, HOST:PORT or ray://HOST:10001); default: RAY_ADDRESS if set, else a local in-process start",
+        json_schema_extra=RUNTIME_ONLY,
     )
     actor: EngineConfig | None = None
     # lab-oracle
@@ -128,85 +148,44 @@ class SamplingConfig(Strict):
     max_tokens: int = Field(512, ge=1)
 
 
-class RFTConfig(Strict):
-    selection: Literal["first", "random", "lowest_cost", "all_distinct", "all"] = "first"
-    clean: bool = True
-
-
-class SARConfig(Strict):
-    exemplars: int = Field(3, ge=0)
-    cost_margin: float = Field(0.1, ge=0, description="max allowed rise of student NLL over the parent, in nats/token")
-    max_attempts: int = Field(2, ge=1)
-
-
-class SARRepairConfig(Strict):
-    continuations: int = Field(4, ge=1)
-    locator: Literal["oracle", "lab"] = "oracle"
-    max_problems: int | None = Field(None, ge=1)
-    keep: int = Field(1, ge=1, description="verified continuations kept per problem, lowest student NLL first")
-
-
-def _known_streams(names: list[str], *, forbidden: str) -> list[str]:
-    unknown = [name for name in names if name not in STREAMS or name == forbidden]
+def known_streams(names: Iterable[str], *, besides: str | None = None) -> list[str]:
+    """`names` as a list when each is a stream of `STREAMS` (and none is `besides`, a stream that cannot take its
+    own traces); else a ValueError naming them. The one check of stream names: the config's (`streams.enabled`,
+    grape's pool, mix's components), a run's `--streams` and the registry's."""
+    names = list(names)
+    unknown = [name for name in names if name not in STREAMS]
     if unknown:
-        raise ValueError(f"streams {unknown}: name streams of {[s for s in STREAMS if s != forbidden]}")
+        raise ValueError(f"unknown streams {unknown}; choose from {[s for s in STREAMS if s != besides]}")
+    if besides in names:
+        raise ValueError(
+            f"streams {[besides]}: {besides} cannot take its own traces; choose from {[s for s in STREAMS if s != besides]}"
+        )
     return names
 
 
-class GrapeConfig(Strict):
-    """GRAPE (Zhang, Dai & Peng 2025): per problem, the verified candidate the student finds most likely, or the
-    one another predictor of utility rates best."""
+class StreamSettings(Strict):
+    """A stream's own settings: its section `streams.<name>: {...}` of the config.
 
-    pool: list[str] = Field(
-        default_factory=lambda: ["gold", "rft", "oracle_synth", "oracle_refine"], min_length=1,
-        description="streams whose correct traces compete per problem; `rft` means every correct student sample "
-        "(what rft selects from), not only the one rft keeps",
-    )
-    criterion: Literal["likelihood", "rank_surprisal", "car"] = Field(
-        "likelihood",
-        description="what picks a problem's candidate: likelihood (GRAPE's highest mean token log-prob), "
-        "rank_surprisal (lowest RSR) or car (highest compatibility-adjusted reward; needs a reward)",
-    )
-
-    @field_validator("pool")
-    @classmethod
-    def _pool(cls, names: list[str]) -> list[str]:
-        return _known_streams(names, forbidden="grape")
+    A stream with settings declares a subclass in its own module (its `SPEC.settings`, see streams/registry.py).
+    This module imports no stream, so `StreamsConfig` keeps each section as the mapping given and
+    `stream_sections` validates it against the stream's model. This class itself, with no fields, is the settings
+    of a stream that has none."""
 
 
-class SDFTConfig(Strict):
-    """Self-Distillation Fine-Tuning (Yang et al. 2024): the student restates the reference in its own words."""
-
-    template: str = Field("sdft", description="prompt template (variables: question, reference) the student rewrites with")
-    temperature: float | None = Field(None, ge=0, description="rewrite sampling temperature (default: sampling.temperature)")
-
-
-class MixConfig(Strict):
-    """Mix Distillation (Li et al. 2025): each problem's trace comes from one component stream, at a fixed ratio."""
-
-    components: dict[str, Annotated[float, Field(gt=0, strict=True)]] = Field(
-        default_factory=lambda: {"rft": 4.0, "oracle_synth": 1.0}, min_length=1,
-        description="stream -> weight: the share of problems whose trace the stream supplies (default rft 4 : 1 oracle_synth)",
-    )
-
-    @field_validator("components")
-    @classmethod
-    def _components(cls, weights: dict[str, float]) -> dict[str, float]:
-        _known_streams(list(weights), forbidden="mix")
-        return weights
+Settings = TypeVar("Settings", bound=StreamSettings)
 
 
 class StreamsConfig(Strict):
+    """What the streams share; besides these keys, `streams.<name>: {...}` is stream `name`'s own settings section
+    (kept as given; `stream_sections` validates it)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, dict[str, Any]] = Field(init=False)
+
     enabled: list[str] = Field(default_factory=lambda: list(PAPER_STREAMS), min_length=1)
     oracle_retries: int = Field(3, ge=0)
     oracle_temperature: float | None = Field(None, ge=0, description="oracle sampling temperature (default: sampling.temperature)")
     oracle_max_tokens: int | None = Field(None, ge=1, description="oracle answer length limit (default: sampling.max_tokens)")
-    rft: RFTConfig = Field(default_factory=RFTConfig)
-    sar: SARConfig = Field(default_factory=SARConfig)
-    sar_repair: SARRepairConfig = Field(default_factory=SARRepairConfig)
-    grape: GrapeConfig = Field(default_factory=GrapeConfig)
-    sdft: SDFTConfig = Field(default_factory=SDFTConfig)
-    mix: MixConfig = Field(default_factory=MixConfig)
     match_problems: bool = Field(
         False, description="train every stream on the same problem ids (their intersection), a control for which problems"
     )
@@ -216,10 +195,21 @@ class StreamsConfig(Strict):
         "trace whose normalised edit distance to a kept trace of its problem is below this; counted in streams.json",
     )
 
-    def model_post_init(self, __context: Any) -> None:
-        unknown = [s for s in self.enabled if s not in STREAMS]
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sections_name_streams(cls, data: Any, handler: Any) -> StreamsConfig:
+        """A key that is neither a setting above nor a stream's name is refused like any unknown key."""
+        unknown = [key for key in data if key not in cls.model_fields and key not in STREAMS] if isinstance(data, dict) else []
         if unknown:
-            raise ValueError(f"unknown streams {unknown}; choose from {list(STREAMS)}")
+            raise ValidationError.from_exception_data(
+                cls.__name__, [{"type": "extra_forbidden", "loc": (key,), "input": data[key]} for key in unknown]
+            )
+        return handler(data)
+
+    @field_validator("enabled")
+    @classmethod
+    def _enabled(cls, names: list[str]) -> list[str]:
+        return known_streams(names)
 
 
 class RewardConfig(Strict):
@@ -228,7 +218,7 @@ class RewardConfig(Strict):
     model: str | None = None
     engine: EngineConfig | None = None
     step_separator: str = "\n\n"
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, json_schema_extra=RUNTIME_ONLY)
     max_tokens: int | None = Field(None, ge=1, description="judge: longest judge answer (default: sampling.max_tokens)")
     trust_remote_code: bool = Field(
         False, description="run the Python code an orm/prm model ships (e.g. Qwen2.5-Math-RM-72B); never implied"
@@ -350,30 +340,43 @@ class ExperimentConfig(Strict):
             return values
         return [v.model_dump() if isinstance(v, DatasetConfig) and not isinstance(v, ProblemSource) else v for v in values]
 
-    @model_validator(mode="after")
-    def _car_needs_a_reward(self) -> ExperimentConfig:
-        if "grape" in self.streams.enabled and self.streams.grape.criterion == "car" and self.reward.type == "none":
-            raise ValueError("streams.grape.criterion 'car' discounts each candidate's reward: set a reward.type")
-        return self
-
 
 class ConfigError(ValueError):
     pass
 
 
-def _format_errors(path: str, err: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {key}: {e['msg']}")
-    return "\n".join(lines)
+def _error_lines(err: ValidationError, at: tuple[str, ...] = ()) -> list[str]:
+    """One line per error, naming its dotted key (under `at`, the section the model validated)."""
+    return [f"  {'.'.join(str(p) for p in (*at, *e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors()]
+
+
+def invalid(origin: str, lines: list[str]) -> ConfigError:
+    """The error of the config read from `origin` (a path, or `<config>`), one line per failing key."""
+    return ConfigError("\n".join([f"{origin}: invalid configuration", *lines]))
+
+
+def stream_sections(
+    config: ExperimentConfig, models: Mapping[str, type[Settings]], origin: str = "<config>"
+) -> dict[str, Settings]:
+    """Each named stream's section `streams.<name>` of `config` validated by its settings model, defaults filling
+    what the section leaves out (all defaults where there is none); one ConfigError names every failing dotted
+    key (`streams.sar.exemplars: ...`)."""
+    given, sections, lines = config.streams.model_extra or {}, {}, []
+    for name, model in models.items():
+        try:
+            sections[name] = model.model_validate(given.get(name, {}))
+        except ValidationError as err:
+            lines += _error_lines(err, ("streams", name))
+    if lines:
+        raise invalid(origin, lines)
+    return sections
 
 
 def parse_config(data: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(origin, err)) from None
+        raise invalid(origin, _error_lines(err)) from None
 
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"

@@ -37,7 +37,7 @@ from typing import Any
 from stylealign.config import DatasetConfig, ExperimentConfig, ProblemSource
 from stylealign.datasets import BUNDLED_TEST_SETS, load_problems
 from stylealign.evaluation import dataset_label
-from stylealign.records import Problem
+from stylealign.records import Problem, by_id
 
 NGRAM = 13
 """GPT-3's n: long enough that a shared gram is a copied passage, short enough to survive local edits."""
@@ -162,7 +162,7 @@ def contamination_report(
     """Per benchmark: how many training problems overlap it, how many of its questions are hit, and the
     `examples` highest-coverage pairs with both questions; `flagged` lists every overlapping training id."""
     hits = find_overlaps(problems, benchmarks, n)
-    by_id = {p.id: p for p in problems}
+    problem_by_id = by_id(problems)
     questions = {(label, p.id): p.question for label, found in benchmarks.items() for p in found}
     per_benchmark: dict[str, Any] = {}
     for label, found in benchmarks.items():
@@ -172,7 +172,7 @@ def contamination_report(
             "training_problems_flagged": len({h.problem_id for h in mine}),
             "questions_hit": len({h.benchmark_id for h in mine}),
             "examples": [
-                {**asdict(h), "coverage": round(h.coverage, 3), "question": by_id[h.problem_id].question,
+                {**asdict(h), "coverage": round(h.coverage, 3), "question": problem_by_id[h.problem_id].question,
                  "benchmark_question": questions[(label, h.benchmark_id)]}
                 for h in mine[:examples]
             ],

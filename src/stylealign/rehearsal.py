@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +19,24 @@ from rich.console import Console
 from stylealign.config import ExperimentConfig
 from stylealign.records import Trace
 from stylealign.store import RunStore
+from stylealign.streams.registry import stream_spec
 
 
 def gate_counts(store: RunStore, streams: list[str]) -> dict[str, Any]:
-    """What each stream kept, what the SAR gate decided and why, and what failed at the oracle, from the records;
-    `this_run` adds the counts of the streams stage's batches (e.g. `wrong_answer`: oracle answers that
-    failed verification and were dropped, which leave no record)."""
+    """What each stream kept and what failed at the oracle, from the records, with the stream's own counters from
+    its scored traces (`SPEC.summarize`: what the SAR gate decided and why); `this_run` adds the counts of the
+    streams stage's batches (e.g. `wrong_answer`: oracle answers that failed verification and were dropped, which
+    leave no record)."""
     run_counts = store.read_json("streams/counts.json", missing={})
     out: dict[str, Any] = {}
     for name in streams:
         kept = store.stage(f"stream_{name}").records(Trace)
-        entry: dict[str, Any] = {
+        out[name] = {
             "kept": len(kept),
             "oracle_failures": len(store.stage(f"failures_stream_{name}").records(Trace)),
             "this_run": run_counts.get(name, {}),
+            **stream_spec(name).summarize(store.stage(f"scored_{name}").records(Trace)),
         }
-        if name == "sar":
-            entry["outcomes"] = dict(Counter(t.metrics.get("sar_outcome") for t in kept))
-            entry["rejections"] = dict(
-                Counter(reason.split(":")[0] for t in kept for reason in t.metrics.get("rejections", []))
-            )
-        out[name] = entry
     return out
 
 
@@ -68,7 +64,7 @@ def rehearsal_summary(store: RunStore, config: ExperimentConfig, streams: list[s
 
 def rehearse(config: ExperimentConfig, out: str | Path, *, limit: int | None = None, console: Console | None = None) -> dict[str, Any]:
     """Run `config` with its oracle served locally (failures allowed), then write rehearsal.json."""
-    from stylealign.run.pipeline import run_experiment
+    from stylealign.pipeline import run_experiment
 
     console = console or Console()
     oracle = config.oracle

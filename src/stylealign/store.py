@@ -1,7 +1,7 @@
 """The run directory: one folder per stage, records in atomically renamed shards.
 
 A stage turns work items into records. Each work item has a content key
-(`work_key`: stage, model, prompt, sampling parameters, seed, input). A shard
+(`run.work.work_key`: stage, model, prompt, sampling parameters, seed, input). A shard
 is one Parquet file holding the records of a batch *and*, in its schema
 metadata, the keys of the work items that batch finished, so "these items are
 done" and "here are their records" land in one `os.replace`. A process killed
@@ -24,7 +24,6 @@ the first) only names such a file in its error and changes nothing.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -44,8 +43,6 @@ from stylealign.records import (
     Trace,
     content_id,
     from_table,
-    json_string,
-    json_value,
     to_table,
 )
 
@@ -60,47 +57,6 @@ log = logging.getLogger(__name__)
 
 class StoreError(OSError):
     """The run directory cannot be written or is held by another writer; the message names the path."""
-
-
-def work_key(stage: str, **parts: Any) -> str:
-    """Content key of one unit of work; any change in what determines the output changes the key."""
-    return content_id(stage, parts)
-
-
-_VARYING = "\x00stylealign-varying-part\x00"
-
-
-def work_keys(stage: str, varying: str, **parts: Any) -> Callable[[str], str]:
-    """`value -> work_key(stage, **parts, <varying>=value)` for string values, with the fixed parts encoded
-    once: a stage keys each of its records (500K traces at 100K problems), and re-encoding the same
-    config for each was a tenth of the score stage. Gives exactly `work_key`'s keys."""
-    blob = json.dumps((stage, {**parts, varying: _VARYING}), sort_keys=True, ensure_ascii=False, default=str)
-    placeholder = json.dumps(_VARYING, ensure_ascii=False)
-    if blob.count(placeholder) != 1:
-        raise ValueError(f"work_keys: the fixed parts of {stage!r} hold the placeholder string")
-    head, _, tail = blob.partition(placeholder)
-
-    def key(value: str) -> str:
-        return hashlib.sha256((head + json_string(value) + tail).encode("utf-8")).hexdigest()[:16]
-
-    return key
-
-
-def work_key_encoder(stage: str, **fixed: Any) -> Callable[..., str]:
-    """`**parts -> work_key(stage, **fixed, **parts)`, with `fixed` encoded once: a stream keys each of its items
-    (800K at 100K problems) with the same engines, templates and sampling. Gives exactly `work_key`'s keys."""
-    encoded = {name: json_value(value) for name, value in fixed.items()}
-    head = "[" + json_string(stage) + ", {"
-
-    def key(**parts: Any) -> str:
-        clash = parts.keys() & encoded.keys()
-        if clash:
-            raise TypeError(f"work key of {stage!r}: {sorted(clash)} given twice")
-        values = {**encoded, **{name: json_value(value) for name, value in parts.items()}}
-        body = ", ".join(json_string(name) + ": " + values[name] for name in sorted(values))
-        return hashlib.sha256((head + body + "}]").encode("utf-8")).hexdigest()[:16]
-
-    return key
 
 
 def _write_then_rename(path: Path, write: Callable[[Path], object]) -> None:

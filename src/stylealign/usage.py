@@ -31,7 +31,7 @@ from stylealign.run.context import RunContext
 from stylealign.stages.evaluate import model_traces
 from stylealign.stages.sample import current_samples
 from stylealign.streams.listing import stream_traces
-from stylealign.streams.registry import build_order
+from stylealign.streams.registry import build_order, stream_settings
 
 Count = Callable[[Sequence[str]], list[int]]
 CHARS_PER_TOKEN = 3.5
@@ -64,7 +64,7 @@ class _Counter:
 
     def __init__(self, ctx: RunContext, count: Count):
         self.ctx, self.count = ctx, count
-        self.problems = {p.id: p for p in ctx.problems()}
+        self.problems = ctx.problem_by_id()
         self.rows: list[Row] = []
 
     def total(self, texts: Sequence[str]) -> float:
@@ -105,12 +105,12 @@ class _Counter:
         built = {name: stream_traces(store, name) for name in build_order(cfg, self.ctx.streams)
                  if (store.root / f"stream_{name}").is_dir()}
         rft = built.get("rft", [])
-        exemplar_tokens = cfg.streams.sar.exemplars * _mean(self.count([t.text for t in rft]))
+        exemplar_tokens = stream_settings(cfg, "sar").exemplars * _mean(self.count([t.text for t in rft]))
         correct = [t for t in samples if t.correct]
         for name, traces in built.items():
             failed = [t.text for t in store.stage(f"failures_stream_{name}").iter_records(Trace)] \
                 if (store.root / f"failures_stream_{name}").is_dir() else []
-            if name == "rft" and cfg.streams.rft.selection == "lowest_cost":
+            if name == "rft" and stream_settings(cfg, "rft").selection == "lowest_cost":
                 self.scored(name, correct)
             elif name == "oracle_synth":
                 problems = list(self.problems.values())
@@ -124,11 +124,12 @@ class _Counter:
                 rewrites = [t.text if t.metrics.get("sdft_outcome") == "rewritten" else t.metrics.get("sdft_rewrite", "") for t in traces]
                 calls = [{"question": self.problems[t.problem_id].question, "reference": t.text if t.metrics.get("sdft_outcome") != "rewritten"
                           else self.problems[t.problem_id].reference_solution} for t in traces]
-                self.add("streams", name, "student", len(traces), self.prompts(cfg.streams.sdft.template, calls, oracle=False),
+                self.add("streams", name, "student", len(traces), self.prompts(stream_settings(cfg, "sdft").template, calls, oracle=False),
                          self.total(rewrites))
             elif name == "grape":
-                pool = [t for n in cfg.streams.grape.pool if n != "rft" for t in built.get(n, []) if t.correct]
-                self.scored(name, pool + (correct if "rft" in cfg.streams.grape.pool else []))
+                names = stream_settings(cfg, "grape").pool
+                pool = [t for n in names if n != "rft" for t in built.get(n, []) if t.correct]
+                self.scored(name, pool + (correct if "rft" in names else []))
 
     def scored(self, step: str, traces: Sequence[Trace]) -> None:
         """Teacher-forced scoring under the student in the streams stage: prompt and response are read."""
@@ -154,7 +155,7 @@ class _Counter:
 
     def repairs(self, traces: list[Trace], samples: list[Trace], exemplar_tokens: float) -> None:
         """sar_repair: a repaired step per unsolved problem (the oracle), then the student's continuations."""
-        cfg = self.ctx.config.streams.sar_repair
+        cfg = stream_settings(self.ctx.config, "sar_repair")
         by_problem: dict[str, list[Trace]] = defaultdict(list)
         for t in samples:
             by_problem[t.problem_id].append(t)

@@ -1,6 +1,13 @@
-"""Engines: one protocol (`Engine`), chosen by config, imported only when selected."""
+"""Engines: one protocol (`Engine`), chosen by `engine.type` from a registry, imported only when selected.
+
+`ENGINES` maps a type to a builder `EngineConfig -> Engine`; `stylealign.wiring`
+registers the built-in ones (hf, openai, vllm, ray, lab-oracle), each importing
+its backend only when called.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from stylealign.config import EngineConfig
 from stylealign.engines.base import (
@@ -12,9 +19,10 @@ from stylealign.engines.base import (
     TokenScores,
     render_prompt,
 )
-from stylealign.engines.in_process import load_in_process_engine
+from stylealign.registry import Registry
 
 __all__ = [
+    "ENGINES",
     "Completion",
     "Engine",
     "EngineError",
@@ -25,11 +33,9 @@ __all__ = [
     "render_prompt",
 ]
 
+ENGINES: Registry[Callable[[EngineConfig], Engine]] = Registry("engine type")
+
 
 def load_engine(config: EngineConfig) -> Engine:
-    """Build the engine a config names: a Ray cluster of engines, or one engine in this process."""
-    if config.type == "ray":
-        from stylealign.engines.ray import RayEngine
-
-        return RayEngine.from_config(config)
-    return load_in_process_engine(config)
+    """Build the engine a config names."""
+    return ENGINES.get(config.type)(config)

@@ -15,7 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from stylealign.config import EvaluationConfig, SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,20 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int = 0
 
+    @classmethod
+    def from_config(
+        cls, config: SamplingConfig | EvaluationConfig, *, seed: int, **overrides: Any
+    ) -> SamplingParams:
+        """The one way a config's sampling settings become `SamplingParams`: `config`'s temperature, top_p and
+        max_tokens (the experiment's `sampling`, or `evaluation` for the test sets), drawn with `seed`.
+        `overrides` replace single fields (an oracle's temperature, a judge's max_tokens); an override of None
+        keeps `config`'s value, so an unset optional setting (`streams.oracle_temperature: null`) passes as is."""
+        values = {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens, "seed": seed}
+        values.update((name, value) for name, value in overrides.items() if value is not None)
+        return cls(**values)
+
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict (every sample carries one: `asdict`'s deep copy was a tenth of the sample stage)."""
+        """The fields as a plain dict (every sample carries one: `asdict`'s deep copy would cost a tenth of the sample stage)."""
         return {**{name: getattr(self, name) for name in _SAMPLING_FIELDS}, "stop": list(self.stop)}
 
 

@@ -10,7 +10,7 @@ so a call takes at most attempts × timeout plus the backoff. Every answer is
 checked before it is used: JSON, the fields read, and exactly `n` choices (a
 short answer is a failed send, never a partial result). `generate_each` sends
 every request once and returns its error in place (the oracle streams own the
-retries, see `run/retry.py`). The API key comes from the environment variable
+retries, see `engines/retry.py`). The API key comes from the environment variable
 `api_key_env` names (unset there is an error, not an anonymous request) and
 never reaches an error message: bodies are redacted before they are cut.
 Continuation uses vLLM's chat semantics (the prefix is a final assistant

@@ -28,9 +28,9 @@ class EngineActor:
     """Holds one engine inside a Ray worker process."""
 
     def __init__(self, config: dict[str, Any]):
-        from stylealign.engines.in_process import load_in_process_engine
+        from stylealign.engines import load_engine
 
-        self.engine = load_in_process_engine(EngineConfig.model_validate(config))
+        self.engine = load_engine(EngineConfig.model_validate(config))
 
     def generate(self, requests: list[Request], n: int, sampling: SamplingParams) -> list[list[Completion]]:
         return self.engine.generate(requests, n, sampling)

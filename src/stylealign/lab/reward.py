@@ -22,6 +22,8 @@ describes the data.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from stylealign.lab.checker import first_wrong_step, has_equation
 from stylealign.records import Problem
@@ -62,3 +64,18 @@ def polish(text: str, mode: str = "paragraph") -> float:
 
 def lab_reward(problem: Problem, text: str, style_preference: float = 1.0, mode: str = "paragraph") -> float:
     return process_reward(problem, text, mode) + style_preference * polish(text, mode)
+
+
+class LabReward:
+    """The lab reward as a reward scorer (`reward.type: lab`), with the checker's verdict and the polish beside it."""
+
+    name = "lab"
+
+    def __init__(self, style_preference: float = 1.0) -> None:
+        self.style_preference = style_preference
+
+    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {"reward": lab_reward(p, t, self.style_preference), "reward_checker": process_reward(p, t), "polish": polish(t)}
+            for p, t in zip(problems, texts, strict=True)
+        ]

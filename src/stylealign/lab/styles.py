@@ -313,7 +313,7 @@ def after_transition(sentence: str, rng: random.Random) -> str:
 def oracle_solution(graph: dict[str, Any], question: str, merge: float = ORACLE_MERGE) -> str:
     """The oracle's full solution, one or two operations per paragraph (`ORACLE_OPS_PER_PARAGRAPH`), with
     two comparisons in one expression at rate `merge` where it may. `merge=0` draws nothing for merging:
-    the step-by-step text the oracle wrote before it took shortcuts."""
+    the oracle's step-by-step text, as the student's pretraining documents have it."""
     rng = random.Random(question)
     nodes = graph["nodes"]
     operations, i = [], 0

@@ -10,19 +10,22 @@
   reward is the *minimum* step score, since one bad step spoils a solution (the mean is in `reward_steps`).
 - "judge": an LLM judge through any engine (the `judge` template), score parsed from `\\boxed{}`.
 - "none": no reward.
+
+The scorers take engines and plain settings; `stylealign.run.rewards` builds the run's scorer from its
+`reward` config through a registry of reward types.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
-from stylealign.config import RewardConfig
+from stylealign.engines.base import Engine, SamplingParams
+from stylealign.engines.retry import generate_with_retries
+from stylealign.prompts import PromptTemplate
 from stylealign.records import Problem
-
-if TYPE_CHECKING:
-    from stylealign.run.context import RunContext
 
 
 class RewardScorer(Protocol):
@@ -40,33 +43,21 @@ class NoReward:
         return [{"reward": None} for _ in texts]
 
 
-class LabReward:
-    name = "lab"
-
-    def __init__(self, style_preference: float = 1.0) -> None:
-        self.style_preference = style_preference
-
-    def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
-        from stylealign.lab.reward import lab_reward, polish, process_reward
-
-        return [
-            {"reward": lab_reward(p, t, self.style_preference), "reward_checker": process_reward(p, t), "polish": polish(t)}
-            for p, t in zip(problems, texts, strict=True)
-        ]
-
-
 class ClassifierReward:
     """ORM (whole solution) or PRM (every step prefix) with an `AutoModelForSequenceClassification`."""
 
     def __init__(
         self,
-        model: str,
+        model: str | Path,
         *,
         per_step: bool,
         separator: str = "\n\n",
         batch_size: int = 8,
         trust_remote_code: bool = False,
+        name: str | None = None,
     ):
+        """`model` is a local model directory (`stylealign.models.resolve_model` gives one); `name` is what
+        the config called it (the scorer's name and its error messages)."""
         import torch
         from transformers import (
             AutoModel,
@@ -75,15 +66,15 @@ class ClassifierReward:
             PretrainedConfig,
         )
 
-        from stylealign.models import resolve_model
         from stylealign.progress import quiet_loading
 
-        path = resolve_model(model)
-        self.name = f"{'prm' if per_step else 'orm'}:{model}"
+        path = str(model)
+        name = name or path
+        self.name = f"{'prm' if per_step else 'orm'}:{name}"
         auto_map = PretrainedConfig.get_config_dict(path)[0].get("auto_map") or {}
         if auto_map and not trust_remote_code:
             raise ValueError(
-                f"reward.model {model}: the model ships its own code ({', '.join(sorted(set(auto_map.values())))}); "
+                f"reward.model {name}: the model ships its own code ({', '.join(sorted(set(auto_map.values())))}); "
                 "read it, then set reward.trust_remote_code: true to run it"
             )
         # A custom-code reward model such as Qwen2.5-Math-RM-72B registers only AutoModel, whose
@@ -153,58 +144,25 @@ def parse_judge_score(text: str) -> float:
 
 
 class JudgeReward:
-    def __init__(self, ctx: RunContext):
-        self.ctx = ctx
-        cfg = ctx.config.reward
-        self.engine_config = cfg.engine or (ctx.config.oracle.engine if ctx.config.oracle else None)
-        if self.engine_config is None:
-            raise ValueError("reward.type 'judge' needs reward.engine (or an oracle) to run the judge")
-        self.name = f"judge:{self.engine_config.model or self.engine_config.type}"
+    """Greedy judgements of (question, solution) pairs by an LLM through the `judge` template.
+
+    `engine` is called when a judgement is first needed (the run loads and releases engines between stages)."""
+
+    def __init__(
+        self, engine: Callable[[], Engine], template: PromptTemplate, sampling: SamplingParams, *, retries: int, name: str
+    ):
+        self.engine, self.template, self.sampling, self.retries, self.name = engine, template, sampling, retries, name
         self._scored: dict[tuple[str, str], dict[str, Any]] = {}
-        """Greedy judgements by (question, solution): streams that copy a trace (grape, mix, sdft) ask once."""
+        """Judgements by (question, solution): streams that copy a trace (grape, mix, sdft) ask once."""
 
     def score(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[dict[str, Any]]:
-        from stylealign.engines.base import SamplingParams
-        from stylealign.run.retry import generate_with_retries
-
         pairs = [(p.question, t) for p, t in zip(problems, texts, strict=True)]
         new = list(dict.fromkeys(pair for pair in pairs if pair not in self._scored))
         if new:
-            template = self.ctx.template("judge")
-            requests = [template.request(question=question, solution=text) for question, text in new]
-            max_tokens = self.ctx.config.reward.max_tokens or self.ctx.config.sampling.max_tokens
-            sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=self.ctx.config.seed)
+            requests = [self.template.request(question=question, solution=text) for question, text in new]
             results = generate_with_retries(
-                self.ctx.engine(self.engine_config), requests, sampling,
-                retries=self.ctx.config.streams.oracle_retries, parse=parse_judge_score,
+                self.engine(), requests, self.sampling, retries=self.retries, parse=parse_judge_score
             )
             for pair, r in zip(new, results, strict=True):
                 self._scored[pair] = {"reward": r.value, **({"reward_error": r.error} if r.failed else {})}
         return [dict(self._scored[pair]) for pair in pairs]
-
-
-def make_scorer(cfg: RewardConfig, ctx: RunContext) -> RewardScorer:
-    if cfg.type == "none":
-        return NoReward()
-    if cfg.type == "lab":
-        return LabReward(cfg.style_preference)
-    if cfg.type in ("orm", "prm"):
-        if not cfg.model:
-            raise ValueError(f"reward.type {cfg.type!r} needs reward.model (a sequence-classification model)")
-        return ClassifierReward(
-            cfg.model,
-            per_step=cfg.type == "prm",
-            separator=cfg.step_separator,
-            batch_size=cfg.batch_size,
-            trust_remote_code=cfg.trust_remote_code,
-        )
-    if cfg.type == "judge":
-        return JudgeReward(ctx)
-    raise ValueError(f"unknown reward.type {cfg.type!r}")
-
-
-def run_scorer(ctx: RunContext) -> RewardScorer:
-    """The run's scorer for its current reward config, built once: the score stage and GRAPE's CAR criterion
-    share it, so a reward model is loaded once per run."""
-    cfg = ctx.config.reward
-    return ctx.memo(f"reward_scorer:{cfg.model_dump_json()}", lambda: make_scorer(cfg, ctx))

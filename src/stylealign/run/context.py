@@ -13,7 +13,7 @@ from stylealign.config import PAPER_STREAMS, DatasetConfig, EngineConfig, Experi
 from stylealign.datasets import source_fingerprint
 from stylealign.engines import Engine, load_engine
 from stylealign.prompts import PromptTemplate, load_template
-from stylealign.records import Problem, content_id
+from stylealign.records import Problem, by_id, content_id
 from stylealign.store import RunStore
 
 T = TypeVar("T")
@@ -37,6 +37,11 @@ class RunContext:
         if key not in self._engines:
             self._engines[key] = load_engine(config)
         return self._engines[key]
+
+    def use_engine(self, config: EngineConfig, engine: Engine) -> Engine:
+        """Serve requests for `config` with `engine` (returned): for tests and library users who already hold one."""
+        self._engines[config.model_dump_json()] = engine
+        return engine
 
     def student(self) -> Engine:
         return self.engine(self.config.student.engine)
@@ -66,15 +71,19 @@ class RunContext:
             selection = _selection_path(self.problems_configs())
             wanted = self.store.read_json(selection, missing=None)
             stage = self.store.stage("problems")
-            if isinstance(wanted, list):  # a run directory from before problems were keyed by their content
-                by_id = {p.id: p for p in stage.records(Problem)}
-                return [by_id[i] for i in wanted]
+            if isinstance(wanted, list):  # a run directory whose selection is a plain id list, not keyed by content
+                stored = by_id(stage.records(Problem))
+                return [stored[i] for i in wanted]
             found = stage.committed_with(wanted["key"], Problem) if isinstance(wanted, dict) else None
             if found is None:
                 raise ValueError(f"{self.store.root}: no problems loaded for this config yet; run the `load` stage first")
             return found
 
         return list(self.memo("problems", read))
+
+    def problem_by_id(self) -> dict[str, Problem]:
+        """`problems()` by id, built once per selection (like `problems`); shared, so callers only read it."""
+        return self.memo("problem_by_id", lambda: by_id(self.problems()))
 
     def memo(self, key: str, build: Callable[[], T]) -> T:
         """`build()` once per context and problem selection (`--limit` may change it): what every stage derives

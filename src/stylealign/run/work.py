@@ -3,11 +3,14 @@
 Every stage that calls a model works this way: it plans `WorkItem`s whose
 keys hash everything that decides their output (`engine_id`, `template_id`,
 sampling, seed, problem), and `run_batches` builds the ones not done yet.
+This module is the one home of those keys: `work_key` for one, `WorkKeys` for
+the many items of a stage that share most parts, `problem_part`/`trace_part`
+for what of a problem or trace a key holds, `key_dump` for a config.
 
 Finished batches are gathered into one shard until it holds `SHARD_RECORDS`
 records or `COMMIT_SECONDS` have passed since the last commit, so a fast
 engine writes a few large shards instead of one small fsynced file per batch
-(100K problems were 6,250 sample shards), while a slow one still commits
+(one per batch, 100K problems would be 6,250 sample shards), while a slow one still commits
 every batch. A kill loses at most the batch in flight and the batches
 finished in the last `COMMIT_SECONDS`; an exception commits what finished
 before it propagates. Failure records go to a sibling stage
@@ -17,6 +20,7 @@ before it propagates. Failure records go to a sibling stage
 from __future__ import annotations
 
 import gc
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -24,14 +28,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 
-from stylealign.config import EngineConfig
+from stylealign.config import EngineConfig, runtime_only_fields
 from stylealign.engines.base import Completion, Engine, Request, SamplingParams
 from stylealign.grading.verdicts import Verdict, grade_completions
 from stylealign.progress import stage_bar
 from stylealign.prompts import PromptTemplate
-from stylealign.records import Problem, Trace, content_id
+from stylealign.records import Problem, Trace, content_id, json_string, json_value
 from stylealign.store import RunStore
 
 DEFAULT_BATCH = 32
@@ -39,15 +44,14 @@ SHARD_RECORDS = 4096
 """Records (or finished keys) that close a shard even when batches come faster than `COMMIT_SECONDS`."""
 COMMIT_SECONDS = 5.0
 """Longest time finished work waits in memory before it is committed."""
-RUNTIME_ONLY = {"batch_size", "concurrency", "timeout", "max_retries", "num_actors", "gpu_memory_utilization", "api_key_env", "address", "serve"}
 
 
 @contextmanager
 def few_collections(young: int = 100_000) -> Iterator[None]:
     """Run a stage with the cyclic GC collecting young objects every `young` allocations (CPython's default is
     700), and older generations rarely. A stage allocates millions of short-lived records and metrics, almost
-    none in cycles; at the default the collector took a fifth of the score stage of 10K problems x 8 samples
-    (41 s instead of 53 s with it off). Reference counting still frees what is not in a cycle at once; the
+    none in cycles; at the default the collector takes a fifth of the score stage of 10K problems x 8 samples
+    (53 s with it, 41 s with it off). Reference counting still frees what is not in a cycle at once; the
     old thresholds come back afterwards."""
     old = gc.get_threshold()
     gc.set_threshold(young, 50, 100)
@@ -57,13 +61,77 @@ def few_collections(young: int = 100_000) -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+def work_key(stage: str, **parts: Any) -> str:
+    """Content key of one unit of work of `stage`; any change in what determines the output changes the key.
+    The hash of the JSON list `[stage, parts]` (sorted keys: `content_id`)."""
+    return content_id(stage, parts)
+
+
+class WorkKeys:
+    """The keys of the many items of one stage that share `fixed` parts: `keys(**varying)` is exactly
+    `work_key(stage, **fixed, **varying)`, with `fixed` encoded once and the layout of each set of varying names
+    built once. A stream keys each of its items (800K at 100K problems) and the score stage each trace (500K)
+    with the same engines, templates and sampling: re-encoding those per item would cost a tenth of a stage."""
+
+    def __init__(self, stage: str, **fixed: Any) -> None:
+        self.stage = stage
+        self._fixed = {name: json_value(value) for name, value in fixed.items()}
+        self._layouts: dict[tuple[str, ...], tuple[str, tuple[tuple[int, str], ...]]] = {}
+
+    def __call__(self, **varying: Any) -> str:
+        names = tuple(varying)
+        layout = self._layouts.get(names)
+        if layout is None:
+            layout = self._layouts[names] = self._layout(names)
+        text, slots = layout
+        values = tuple(varying.values())
+        for index, tail in slots:
+            text += json_value(values[index]) + tail
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def _layout(self, names: tuple[str, ...]) -> tuple[str, tuple[tuple[int, str], ...]]:
+        """The JSON `work_key` hashes, cut at the varying values: its head, then per varying value (in sorted
+        name order) the value's index in `names` and the text after it."""
+        clash = self._fixed.keys() & set(names)
+        if clash:
+            raise TypeError(f"work key of {self.stage!r}: {sorted(clash)} given twice")
+        index = {name: i for i, name in enumerate(names)}
+        pieces, slots = ["[" + json_value(self.stage) + ", {"], []
+        for n, name in enumerate(sorted([*self._fixed, *names])):
+            pieces[-1] += (", " if n else "") + json_string(name) + ": "
+            if name in index:
+                slots.append(index[name])
+                pieces.append("")
+            else:
+                pieces[-1] += self._fixed[name]
+        pieces[-1] += "}]"
+        return pieces[0], tuple(zip(slots, pieces[1:], strict=True))
+
+
+def problem_part(problem: Problem) -> str:
+    """What of a problem a work key holds: its id, question and answer (an edited problem is new work)."""
+    return content_id(problem.id, problem.question, problem.answer)
+
+
+def trace_part(trace: Trace) -> str:
+    """What of a trace a work key holds when the work reads it: its id and text."""
+    return content_id(trace.id, trace.text)
+
+
+def key_dump(config: BaseModel) -> dict[str, Any]:
+    """`config` as a work key holds it: its JSON dump without its own runtime-only fields
+    (`stylealign.config.runtime_only_fields`); a nested model (an engine's `actor`) is dumped whole."""
+    return config.model_dump(mode="json", exclude=set(runtime_only_fields(type(config))))
+
+
 def template_id(template: PromptTemplate) -> str:
     return content_id(template.name, template.system, template.user)
 
 
 def engine_id(cfg: EngineConfig | None) -> dict[str, Any] | None:
-    """What in an engine config decides its outputs: throughput settings may change without redoing work."""
-    return None if cfg is None else cfg.model_dump(mode="json", exclude=RUNTIME_ONLY)
+    """What in an engine config decides its outputs: runtime-only settings (throughput, addresses) may change
+    without redoing work."""
+    return None if cfg is None else key_dump(cfg)
 
 
 @dataclass

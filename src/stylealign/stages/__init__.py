@@ -1,1 +1,1 @@
-"""The pipeline's stages, one `stage(ctx) -> summary` per module, in the order `run/pipeline.py` runs them."""
+"""The pipeline's stages, one `stage(ctx) -> summary` per module, in the order `pipeline.py` runs them."""

@@ -7,12 +7,12 @@ from typing import Any
 
 from stylealign.config import EngineConfig
 from stylealign.datasets import load_problems
+from stylealign.engines.base import SamplingParams
 from stylealign.evaluation import (
     accuracy_summary,
     dataset_label,
     evaluate_engine,
     model_fingerprint,
-    sampling_params,
 )
 from stylealign.records import Trace
 from stylealign.run.context import RunContext
@@ -42,7 +42,7 @@ def eval_traces(ctx: RunContext, name: str, seed: int, engine_cfg: EngineConfig)
     cfg = ctx.config.evaluation
     labels = {dataset_label(d) for d in cfg.datasets}
     model = model_fingerprint(weights_spec(engine_cfg))
-    sampling = sampling_params(cfg, eval_seed(ctx, seed)).to_dict()
+    sampling = SamplingParams.from_config(cfg, seed=eval_seed(ctx, seed)).to_dict()
     template = ctx.student_template().name
     return [
         t

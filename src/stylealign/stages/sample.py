@@ -7,15 +7,22 @@ from typing import Any
 from stylealign.engines.base import SamplingParams
 from stylealign.records import Trace, content_id
 from stylealign.run.context import RunContext
-from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, sample_and_grade, template_id
-from stylealign.store import work_key
+from stylealign.run.work import (
+    BatchResult,
+    WorkItem,
+    engine_id,
+    problem_part,
+    run_batches,
+    sample_and_grade,
+    template_id,
+    work_key,
+)
 
 STAGE = "samples"
 
 
 def _sampling(ctx: RunContext) -> SamplingParams:
-    s = ctx.config.sampling
-    return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=ctx.config.seed)
+    return SamplingParams.from_config(ctx.config.sampling, seed=ctx.config.seed)
 
 
 def _items(ctx: RunContext) -> list[WorkItem]:
@@ -28,7 +35,7 @@ def _items(ctx: RunContext) -> list[WorkItem]:
         return [
             WorkItem(
                 work_key(STAGE, model=engine_cfg, template=template, sampling=sampling, k=cfg.sampling.k,
-                         seed=cfg.seed, problem=content_id(p.id, p.question, p.answer), grading="training"),
+                         seed=cfg.seed, problem=problem_part(p), grading="training"),
                 p,
             )
             for p in ctx.problems()

@@ -6,8 +6,9 @@ and for streams that edit a parent (`SPEC.edits`) the normalised edit distance
 to it. Per
 stream: coverage, correctness, reward, PPL global and per quarter, JS drift
 against the student's own samples, length / step ratios, edit distance and
-the tokens carrying most of the loss — printed as a table and written to
-`DIR/streams.json`. The same pass gives the predictors of utility
+the tokens carrying most of the loss, plus each stream's own counters
+(`SPEC.summarize`, e.g. SAR's gate, with a line from `SPEC.describe`) —
+printed as a table and written to `DIR/streams.json`. The same pass gives the predictors of utility
 (`metrics/predictors.py`: PPL, mean token rank, RSR, CAR, GRAPE likelihood,
 reward); each stream's predicted place under each (`predicted_rank`) is kept
 in `streams.json`, and the rankings are printed, before any training.
@@ -37,13 +38,21 @@ from stylealign.metrics.drift import (
     tokenizer_for,
 )
 from stylealign.metrics.predictors import predicted_ranks, ranking_lines
-from stylealign.metrics.reward import run_scorer
-from stylealign.records import Trace, content_id
+from stylealign.records import Trace
 from stylealign.run.context import RunContext
-from stylealign.run.work import BatchResult, WorkItem, engine_id, run_batches, template_id
+from stylealign.run.rewards import run_scorer
+from stylealign.run.work import (
+    BatchResult,
+    WorkItem,
+    WorkKeys,
+    engine_id,
+    key_dump,
+    run_batches,
+    template_id,
+    trace_part,
+)
 from stylealign.stages.sample import STAGE as SAMPLES
 from stylealign.stages.sample import current_sample_ids
-from stylealign.store import work_keys
 from stylealign.streams.listing import stream_traces
 from stylealign.streams.registry import stream_spec
 
@@ -159,18 +168,18 @@ def _samples_profile_and_parents(ctx: RunContext, names: list[str], tokenize: To
 
 
 def score_stage(ctx: RunContext) -> dict[str, Any]:
-    problems = {p.id: p for p in ctx.problems()}
+    problems = ctx.problem_by_id()
     tokenize, tokenizer_name = tokenizer_for(ctx.student())
     samples_profile, parents = _samples_profile_and_parents(ctx, list(ctx.streams), tokenize)
     template = ctx.student_template()
     parts = {
         "student": engine_id(ctx.config.student.engine),
         "template": template_id(template),
-        "reward": ctx.config.reward.model_dump(mode="json", exclude={"batch_size"}),
-        "cost_fields": "token_nll+rank",  # traces scored before per-token NLLs and ranks were kept are scored again
+        "reward": key_dump(ctx.config.reward),
+        "cost_fields": "token_nll+rank",  # in the key: a trace scored without per-token NLLs and ranks is scored again
     }
 
-    key_of = work_keys("scored", "trace", **parts)
+    key_of = WorkKeys("scored", **parts)
     request_for = functools.lru_cache(maxsize=4096)(lambda question: template.request(question=question))
     summary = _StreamSummary()
 
@@ -192,7 +201,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
     exclusions = ctx.store.read_json("streams/exclusions.json", missing={})
     for name in ctx.streams:
         traces = stream_traces(ctx.store, name)
-        items = [WorkItem(key_of(content_id(t.id, t.text)), problems[t.problem_id], t) for t in traces if t.problem_id in problems]
+        items = [WorkItem(key_of(trace=trace_part(t)), problems[t.problem_id], t) for t in traces if t.problem_id in problems]
         _drop_shadowing(ctx, name, items)
         run_batches(ctx.store, f"scored_{name}", items, lambda batch, n=name: build(batch, n), ctx.console, SCORE_BATCH)
         ids = {t.id for t in traces}
@@ -208,15 +217,6 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
         row["oracle_failures"] = sum(1 for _ in ctx.store.stage(f"failures_stream_{name}").iter_records(Trace))
         row["excluded"] = exclusions.get(name, {})
         row.update(vocabulary_guards(ctx, [t.text for t in scored], row.get("ppl")))
-        if name == "sar":
-            accepted = [t for t in scored if t.metrics.get("sar_outcome") == "accepted"]
-            row["sar_accepted"] = len(accepted)
-            row["sar_retried"] = sum(t.metrics.get("sar_attempts", 1) > 1 for t in accepted)
-            row["sar_kept_parent"] = sum(t.metrics.get("sar_outcome") == "kept_parent" for t in scored)
-            row["sar_identical_to_parent"] = sum(t.text == parents.get(t.parent_id) for t in scored)
-            row["sar_rejections"] = dict(sorted(Counter(
-                reason.split(":")[0] for t in scored for reason in t.metrics.get("rejections", [])
-            ).items()))
         row.update(stream_spec(name).summarize(scored))
         rows.append(row)
     for row, places in zip(rows, predicted_ranks(rows).values(), strict=True):
@@ -224,12 +224,8 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
     ctx.store.write_json("streams.json", rows)
     print_table(ctx, rows)
     for row in rows:
-        if row.get("sar_rejections") is not None:
-            ctx.console.print(
-                f"SAR gate: {row['sar_accepted']} accepted ({row['sar_retried']} after a retry), {row['sar_kept_parent']} "
-                f"kept the parent, {row['sar_identical_to_parent']} of {row['traces']} equal their parent; attempts "
-                f"rejected: {_counts(row['sar_rejections'])}"
-            )
+        if line := stream_spec(row["stream"]).describe(row):
+            ctx.console.print(line)
     excluded = {row["stream"]: row["excluded"] for row in rows if row.get("excluded")}
     if excluded:
         ctx.console.print("excluded from training data (answer matched, but cut by max_tokens or never stated): "

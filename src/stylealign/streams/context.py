@@ -10,18 +10,25 @@ from functools import cached_property
 from typing import Any
 
 from stylealign.engines.base import Engine, Request, SamplingParams
-from stylealign.prompts import PromptTemplate
-from stylealign.records import Problem, Trace, content_id
-from stylealign.run.context import RunContext
-from stylealign.run.retry import (
+from stylealign.engines.retry import (
     BREAKER_THRESHOLD,
     CircuitBreaker,
     OracleResult,
     failure_record,
     generate_with_retries,
 )
-from stylealign.run.work import BatchResult, WorkItem, engine_id, template_id
-from stylealign.store import work_key_encoder
+from stylealign.prompts import PromptTemplate
+from stylealign.records import Problem, Trace, by_id, content_id
+from stylealign.run.context import RunContext
+from stylealign.run.work import (
+    BatchResult,
+    WorkItem,
+    WorkKeys,
+    engine_id,
+    problem_part,
+    template_id,
+    trace_part,
+)
 
 
 @dataclass
@@ -55,7 +62,7 @@ class StreamContext:
     @cached_property
     def problem_by_id(self) -> dict[str, Problem]:
         """Built once per run: builders look problems up per batch, and rebuilding it there is quadratic."""
-        return {p.id: p for p in self.problems}
+        return by_id(self.problems)
 
     @cached_property
     def sample_by_id(self) -> dict[str, Trace]:
@@ -71,8 +78,9 @@ class StreamContext:
     def keyer(self, stream: str, **fixed: Any) -> Callable[..., str]:
         """`(problem, parent=None, **varying) -> content key` of one item of `stream`: stream, engines,
         templates, seed, what all its items share (`fixed`: oracle, sampling, settings), the problem, the parent
-        text and what varies per item. Everything shared is encoded once per stream, not once per item."""
-        encode = work_key_encoder(
+        text and what varies per item. Everything shared is encoded once per stream, not once per item
+        (`run.work.WorkKeys`; the problem and parent as `problem_part` and `trace_part` give them)."""
+        keys = WorkKeys(
             f"stream_{stream}",
             student=engine_id(self.config.student.engine),
             student_template=template_id(self.student_template),
@@ -81,11 +89,7 @@ class StreamContext:
         )
 
         def key(problem: Problem, *, parent: Trace | None = None, **varying: Any) -> str:
-            return encode(
-                problem=content_id(problem.id, problem.question, problem.answer),
-                parent=content_id(parent.id, parent.text) if parent else None,
-                **varying,
-            )
+            return keys(problem=problem_part(problem), parent=None if parent is None else trace_part(parent), **varying)
 
         return key
 
@@ -104,17 +108,14 @@ class StreamContext:
 
     def oracle_sampling(self, attempt: int = 0) -> SamplingParams:
         """A fresh seed per attempt, so a retried refinement can differ (at temperature > 0)."""
-        s, streams = self.config.sampling, self.config.streams
-        return SamplingParams(
-            temperature=s.temperature if streams.oracle_temperature is None else streams.oracle_temperature,
-            top_p=s.top_p,
-            max_tokens=streams.oracle_max_tokens or s.max_tokens,
-            seed=self.config.seed + 1000 * attempt,
+        streams = self.config.streams
+        return SamplingParams.from_config(
+            self.config.sampling, seed=self.config.seed + 1000 * attempt,
+            temperature=streams.oracle_temperature, max_tokens=streams.oracle_max_tokens,
         )
 
     def student_sampling(self) -> SamplingParams:
-        s = self.config.sampling
-        return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=self.config.seed)
+        return SamplingParams.from_config(self.config.sampling, seed=self.config.seed)
 
     def ask_oracle(
         self, stream: str, items: Sequence[WorkItem], requests: Sequence[Request], template: str, result: BatchResult,
@@ -136,15 +137,15 @@ class StreamContext:
                 result.count("oracle_failures")
         return answers
 
-    def exemplars(self, pool: Sequence[Trace], problem: Problem) -> list[str]:
-        """`streams.sar.exemplars` of the student's correct traces on *other* problems, chosen reproducibly.
+    def exemplars(self, pool: Sequence[Trace], problem: Problem, n: int) -> list[str]:
+        """`n` (`streams.sar.exemplars`) of the student's correct traces on *other* problems, chosen reproducibly.
 
         Drawn as `rng.sample(others, n)` would draw them from the pool without the problem's own traces,
         without building that list per problem (quadratic in the pool): positions in it are mapped back
         past the problem's own positions, which `_positions` indexes once per pool.
         """
         own = self._positions(pool).get(problem.id, [])
-        n = min(self.config.streams.sar.exemplars, len(pool) - len(own))
+        n = min(n, len(pool) - len(own))
         rng = random.Random(content_id(self.config.seed, problem.id))
         picked = []
         for index in rng.sample(range(len(pool) - len(own)), n):

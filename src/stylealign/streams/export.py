@@ -23,7 +23,7 @@ from typing import Any
 
 from stylealign.io import write_text_atomically
 from stylealign.prompts import PromptTemplate
-from stylealign.records import Problem, Trace
+from stylealign.records import Problem, Trace, by_id
 
 OUTPUTS = ("train.jsonl", "dataset_info.json", "dataset")
 
@@ -52,13 +52,13 @@ def export_stream(
 
     out = Path(out_dir)
     _prepare_out_dir(out, force)
-    by_id = {p.id: p for p in problems}
-    missing = sorted({t.problem_id for t in traces} - by_id.keys())
+    problem_by_id = by_id(problems)
+    missing = sorted({t.problem_id for t in traces} - problem_by_id.keys())
     if missing:
         raise ValueError(f"export: traces refer to problems not in the run: {missing[:5]}")
     rows = []
     for trace in traces:
-        prompt = [dict(m) for m in template.request(question=by_id[trace.problem_id].question).messages]
+        prompt = [dict(m) for m in template.request(question=problem_by_id[trace.problem_id].question).messages]
         completion = [{"role": "assistant", "content": trace.text}]
         rows.append({"prompt": prompt, "completion": completion, "trace_id": trace.id, "problem_id": trace.problem_id,
                      "stream": trace.stream})

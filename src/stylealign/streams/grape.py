@@ -23,8 +23,11 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, field_validator
+
+from stylealign.config import ExperimentConfig, StreamSettings, known_streams
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.metrics.predictors import (
     PREDICTOR_BY_NAME,
@@ -32,21 +35,48 @@ from stylealign.metrics.predictors import (
     compatibility_adjusted_reward,
     goodness,
 )
-from stylealign.metrics.reward import run_scorer
 from stylealign.records import Trace, content_id
-from stylealign.run.work import BatchResult, WorkItem
+from stylealign.run.rewards import run_scorer
+from stylealign.run.work import BatchResult, WorkItem, key_dump, trace_part
 from stylealign.streams import rft
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec
+from stylealign.streams.registry import Built, StreamSpec, stream_settings
 
 NAME = "grape"
+
+
+class Settings(StreamSettings):
+    """`streams.grape`: per problem, the verified candidate the student finds most likely, or the one another
+    predictor of utility rates best."""
+
+    pool: list[str] = Field(
+        default_factory=lambda: ["gold", "rft", "oracle_synth", "oracle_refine"], min_length=1,
+        description="streams whose correct traces compete per problem; `rft` means every correct student sample "
+        "(what rft selects from), not only the one rft keeps",
+    )
+    criterion: Literal["likelihood", "rank_surprisal", "car"] = Field(
+        "likelihood",
+        description="what picks a problem's candidate: likelihood (GRAPE's highest mean token log-prob), "
+        "rank_surprisal (lowest RSR) or car (highest compatibility-adjusted reward; needs a reward)",
+    )
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, names: list[str]) -> list[str]:
+        return known_streams(names, besides=NAME)
+
+
+def check(config: ExperimentConfig, settings: Settings) -> None:
+    """The `car` criterion discounts each candidate's reward, so it needs one."""
+    if settings.criterion == "car" and config.reward.type == "none":
+        raise ValueError("streams.grape.criterion 'car' discounts each candidate's reward: set a reward.type")
 
 
 def _pools(sc: StreamContext, built: Built, problem_ids: list[str]) -> list[list[Trace]]:
     """Per problem, the pool streams' correct candidates, in pool order."""
     pools: list[list[Trace]] = [[] for _ in problem_ids]
     index = {problem_id: i for i, problem_id in enumerate(problem_ids)}
-    for name in sc.config.streams.grape.pool:
+    for name in stream_settings(sc.config, NAME).pool:
         if name == "rft":
             for pool, samples in zip(pools, rft.correct_samples(sc, problem_ids), strict=True):
                 pool.extend(samples)
@@ -60,11 +90,11 @@ def _pools(sc: StreamContext, built: Built, problem_ids: list[str]) -> list[list
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = sc.problems
     pools = _pools(sc, built, [p.id for p in problems])
-    criterion = sc.config.streams.grape.criterion
-    rewarded = {"reward": sc.config.reward.model_dump(mode="json", exclude={"batch_size"})} if criterion == "car" else {}
+    criterion = stream_settings(sc.config, NAME).criterion
+    rewarded = {"reward": key_dump(sc.config.reward)} if criterion == "car" else {}
     key = sc.keyer(NAME, criterion=criterion, **rewarded)
     return [
-        WorkItem(key(p, candidates=[content_id(t.id, t.text) for t in pool]), p)
+        WorkItem(key(p, candidates=[trace_part(t) for t in pool]), p)
         for p, pool in zip(problems, pools, strict=True) if pool
     ]
 
@@ -84,7 +114,7 @@ def _preference(candidate: tuple[Trace, dict[str, Any], float], predictor: Predi
 
 def _values(sc: StreamContext, flat: list[tuple[WorkItem, Trace]], costs: list[dict[str, Any]]) -> list[float | None]:
     """Each candidate's value of the criterion's predictor; None where the candidate cannot be rated."""
-    criterion = sc.config.streams.grape.criterion
+    criterion = stream_settings(sc.config, NAME).criterion
     if criterion == "likelihood":
         return [None if cost["nll"] is None else -cost["nll"] for cost in costs]
     if criterion == "rank_surprisal":
@@ -102,7 +132,8 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     pools = _pools(sc, built, [item.problem.id for item in items])
     flat = [(item, trace) for item, pool in zip(items, pools, strict=True) for trace in pool]
     costs = adaptation_cost(sc.student(), [sc.student_request(item.problem) for item, _ in flat], [t.text for _, t in flat])
-    predictor = PREDICTOR_BY_NAME[CRITERIA[sc.config.streams.grape.criterion]]
+    criterion = stream_settings(sc.config, NAME).criterion
+    predictor = PREDICTOR_BY_NAME[CRITERIA[criterion]]
     scored: dict[str, list[tuple[Trace, dict[str, Any], float]]] = {item.key: [] for item in items}
     for (item, trace), cost, value in zip(flat, costs, _values(sc, flat, costs), strict=True):
         if cost["nll"] is not None and value is not None:
@@ -123,7 +154,7 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
             seed=chosen.seed, correct=chosen.correct,
             metrics={"grape_source": chosen.stream, "grape_candidates": len(candidates), "nll": cost["nll"],
                      "mean_logprob": -cost["nll"], "pool_nll": pool_nll,
-                     "grape_criterion": sc.config.streams.grape.criterion, "grape_value": value},
+                     "grape_criterion": criterion, "grape_value": value},
         ))
         result.count(f"from_{chosen.stream}")
     return result
@@ -135,6 +166,6 @@ def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
 
 
 SPEC = StreamSpec(
-    NAME, plan, build, needs=lambda config: tuple(n for n in config.streams.grape.pool if n != "rft"),
-    summarize=summarize,
+    NAME, plan, build, needs=lambda config: tuple(n for n in stream_settings(config, NAME).pool if n != "rft"),
+    settings=Settings, check=check, summarize=summarize,
 )

@@ -18,14 +18,32 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, field_validator
+
+from stylealign.config import StreamSettings, known_streams
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec
+from stylealign.streams.registry import Built, StreamSpec, stream_settings
 
 NAME = "mix"
+
+
+class Settings(StreamSettings):
+    """`streams.mix`: each problem's trace comes from one component stream, at a fixed ratio."""
+
+    components: dict[str, Annotated[float, Field(gt=0, strict=True)]] = Field(
+        default_factory=lambda: {"rft": 4.0, "oracle_synth": 1.0}, min_length=1,
+        description="stream -> weight: the share of problems whose trace the stream supplies (default rft 4 : 1 oracle_synth)",
+    )
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, weights: dict[str, float]) -> dict[str, float]:
+        known_streams(weights, besides=NAME)
+        return weights
 
 
 def assign(weights: dict[str, float], available: dict[str, list[str]], seed: int) -> dict[str, str]:
@@ -44,8 +62,8 @@ def assign(weights: dict[str, float], available: dict[str, list[str]], seed: int
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    weights = sc.config.streams.mix.components
-    problems = {p.id: p for p in sc.problems}
+    weights = stream_settings(sc.config, NAME).components
+    problems = sc.problem_by_id
     traces: dict[tuple[str, str], list[Trace]] = {}
     for name in weights:
         for trace in built[name]:
@@ -77,11 +95,16 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
 
 
 def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
-    """How many traces, and how many problems, each component supplied."""
+    """How many traces, and how many problems, each component supplied (by component name: the same bytes in every
+    process, whatever its hash seed)."""
+    problems = {(t.metrics.get("mix_source"), t.problem_id) for t in traces}
     return {
-        "mix_sources": dict(Counter(t.metrics.get("mix_source") for t in traces)),
-        "mix_problems": dict(Counter(source for source, _ in {(t.metrics.get("mix_source"), t.problem_id) for t in traces})),
+        "mix_sources": dict(sorted(Counter(t.metrics.get("mix_source") for t in traces).items())),
+        "mix_problems": dict(sorted(Counter(source for source, _ in problems).items())),
     }
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: tuple(config.streams.mix.components), summarize=summarize)
+SPEC = StreamSpec(
+    NAME, plan, build, needs=lambda config: tuple(stream_settings(config, NAME).components), settings=Settings,
+    summarize=summarize,
+)

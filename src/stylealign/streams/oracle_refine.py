@@ -12,7 +12,7 @@ TEMPLATE = "refine"
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    problems = {p.id: p for p in sc.problems}
+    problems = sc.problem_by_id
     key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE))
     return [WorkItem(key(problems[t.problem_id], parent=t), problems[t.problem_id], t) for t in built["rft"]]
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+from typing import Literal
 
+from stylealign.config import StreamSettings
 from stylealign.grading import grade_many
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
@@ -22,7 +24,7 @@ from stylealign.streams.cleaning import clean_text
 from stylealign.streams.context import StreamContext
 from stylealign.streams.near_duplicates import drop_near_duplicates
 from stylealign.streams.near_duplicates import summarize as summarize_near_duplicates
-from stylealign.streams.registry import Built, StreamSpec
+from stylealign.streams.registry import Built, StreamSpec, stream_settings
 
 NAME = "rft"
 
@@ -34,6 +36,13 @@ MANY = ("all_distinct", "all")
 """Selections that keep several traces per problem."""
 
 
+class Settings(StreamSettings):
+    """`streams.rft`."""
+
+    selection: Literal["first", "random", "lowest_cost", "all_distinct", "all"] = "first"
+    clean: bool = True
+
+
 def reasoning_signature(text: str) -> tuple[str, ...]:
     """The equations a trace writes (whitespace-free), or its numbers if it writes none."""
     equations = [re.sub(r"\s+", "", e) for e in _EQUATION.findall(text)]
@@ -41,7 +50,7 @@ def reasoning_signature(text: str) -> tuple[str, ...]:
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    cfg = sc.config.streams.rft
+    cfg = stream_settings(sc.config, NAME)
     near = sc.config.streams.near_duplicate if cfg.selection in MANY else None
     key = sc.keyer(NAME, selection=cfg.selection, clean=cfg.clean, **({"near_duplicate": near} if near else {}))
     items = []
@@ -53,14 +62,14 @@ def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     return items
 
 
-def _candidates(sc: StreamContext, problem_id: str) -> list[Trace]:
+def _candidates(sc: StreamContext, problem_id: str, cfg: Settings) -> list[Trace]:
     """Correct samples of a problem as rft traces, cleaned where configured."""
     out = []
     for sample in sc.samples.get(problem_id, []):
         if not sample.correct:
             continue
-        cleaned = clean_text(sample.text) if sc.config.streams.rft.clean else None
-        metrics = {"selection": sc.config.streams.rft.selection, "cleaning": cleaned.actions if cleaned else []}
+        cleaned = clean_text(sample.text) if cfg.clean else None
+        metrics = {"selection": cfg.selection, "cleaning": cleaned.actions if cleaned else []}
         if cleaned and cleaned.actions:
             metrics["cleaned_chars"] = cleaned.removed_chars
         text = cleaned.text if cleaned else sample.text
@@ -86,13 +95,13 @@ def _undo_breaking_cleaning(sc: StreamContext, traces: list[Trace]) -> None:
 
 def correct_samples(sc: StreamContext, problem_ids: list[str]) -> list[list[Trace]]:
     """Per problem, every correct student sample as an rft trace (cleaned as configured): what rft selects from."""
-    per_problem = [_candidates(sc, problem_id) for problem_id in problem_ids]
+    cfg = stream_settings(sc.config, NAME)
+    per_problem = [_candidates(sc, problem_id, cfg) for problem_id in problem_ids]
     _undo_breaking_cleaning(sc, [t for candidates in per_problem for t in candidates])
     return per_problem
 
 
-def _select(sc: StreamContext, item: WorkItem, candidates: list[Trace]) -> list[Trace]:
-    policy = sc.config.streams.rft.selection
+def _select(sc: StreamContext, item: WorkItem, candidates: list[Trace], policy: str) -> list[Trace]:
     if policy == "first":
         return candidates[:1]
     if policy == "random":
@@ -115,7 +124,8 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     result = BatchResult(done=[item.key for item in items])
     per_item = correct_samples(sc, [item.problem.id for item in items])
     flat = [t for candidates in per_item for t in candidates]
-    if sc.config.streams.rft.selection == "lowest_cost":
+    selection = stream_settings(sc.config, NAME).selection
+    if selection == "lowest_cost":
         costs = adaptation_cost(sc.student(), [sc.student_request(sc.problem_by_id[t.problem_id]) for t in flat],
                                 [t.text for t in flat])
         for trace, cost in zip(flat, costs, strict=True):
@@ -126,7 +136,7 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
                 result.exclude(item, dataclasses.replace(sample, stream=NAME, parent_id=sample.id, metrics=dict(sample.metrics)))
         if not candidates:
             continue
-        kept = _select(sc, item, candidates)
+        kept = _select(sc, item, candidates, selection)
         for trace in kept:
             trace.metrics["candidates"] = len(candidates)
             result.keep(item, trace)
@@ -134,4 +144,4 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return result
 
 
-SPEC = StreamSpec(NAME, plan, build, summarize=summarize_near_duplicates)
+SPEC = StreamSpec(NAME, plan, build, settings=Settings, summarize=summarize_near_duplicates)

@@ -7,25 +7,41 @@ parent's by at most `cost_margin` nats/token; otherwise it asks again (up to
 `max_attempts`) and finally keeps the parent. `metrics["sar_outcome"]` says
 which ("accepted" / "kept_parent"), with the attempts and why each was
 rejected. Items whose every attempt failed at the oracle are left undone, so
-a rerun tries them again instead of silently keeping the parent.
+a rerun tries them again instead of silently keeping the parent. The gate's
+counters (`sar_accepted`, ...) are in the stream's `streams.json` row.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import Field
+
+from stylealign.config import StreamSettings
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec
+from stylealign.streams.registry import Built, StreamSpec, stream_settings
 from stylealign.streams.verified import oracle_traces
 
 NAME = "sar"
 TEMPLATE = "sar"
 
 
+class Settings(StreamSettings):
+    """`streams.sar`."""
+
+    exemplars: int = Field(3, ge=0)
+    cost_margin: float = Field(0.1, ge=0, description="max allowed rise of student NLL over the parent, in nats/token")
+    max_attempts: int = Field(2, ge=1)
+
+
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    problems = {p.id: p for p in sc.problems}
-    key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE), sar=sc.config.streams.sar.model_dump())
+    problems = sc.problem_by_id
+    key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE), sar=stream_settings(sc.config, NAME).model_dump())
     return [WorkItem(key(problems[t.problem_id], parent=t), problems[t.problem_id], t) for t in built["rft"]]
 
 
@@ -39,7 +55,7 @@ def _kept_parent(item: WorkItem, metrics: dict) -> Trace:
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
-    cfg = sc.config.streams.sar
+    cfg = stream_settings(sc.config, NAME)
     template = sc.oracle_template(TEMPLATE)
     student = sc.student()
     result = BatchResult()
@@ -51,7 +67,7 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
             break
         batch = [items[i] for i in pending]
         requests = [
-            template.request(question=it.problem.question, solution=it.parent.text, exemplars=sc.exemplars(built["rft"], it.problem), id=it.parent.id)
+            template.request(question=it.problem.question, solution=it.parent.text, exemplars=sc.exemplars(built["rft"], it.problem, cfg.exemplars), id=it.parent.id)
             for it in batch
         ]
         traces = oracle_traces(sc, NAME, batch, requests, TEMPLATE, result, attempt)
@@ -88,4 +104,28 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return result
 
 
-SPEC = StreamSpec(NAME, plan, build, edits="rft")
+def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
+    """What the gate did: refinements accepted (and of them, after a retry), parents kept, traces equal to their
+    parent (the score stage's edit distance 0), and the rejected attempts per reason."""
+    accepted = [t for t in traces if t.metrics.get("sar_outcome") == "accepted"]
+    return {
+        "sar_accepted": len(accepted),
+        "sar_retried": sum(t.metrics.get("sar_attempts", 1) > 1 for t in accepted),
+        "sar_kept_parent": sum(t.metrics.get("sar_outcome") == "kept_parent" for t in traces),
+        "sar_identical_to_parent": sum(t.metrics.get("edit_distance") == 0 for t in traces),
+        "sar_rejections": dict(sorted(Counter(
+            reason.split(":")[0] for t in traces for reason in t.metrics.get("rejections", [])
+        ).items())),
+    }
+
+
+def describe(row: Mapping[str, Any]) -> str:
+    rejected = ", ".join(f"{reason} {count}" for reason, count in row["sar_rejections"].items()) or "none"
+    return (
+        f"SAR gate: {row['sar_accepted']} accepted ({row['sar_retried']} after a retry), {row['sar_kept_parent']} "
+        f"kept the parent, {row['sar_identical_to_parent']} of {row['traces']} equal their parent; attempts "
+        f"rejected: {rejected}"
+    )
+
+
+SPEC = StreamSpec(NAME, plan, build, edits="rft", settings=Settings, summarize=summarize, describe=describe)

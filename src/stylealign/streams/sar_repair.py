@@ -14,7 +14,11 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field
+
+from stylealign.config import StreamSettings
 from stylealign.grading.verdicts import grade_completions
 from stylealign.metrics.adaptation import adaptation_cost
 from stylealign.records import Trace, content_id
@@ -23,10 +27,21 @@ from stylealign.steps import step_mode, tag_paragraphs, trace_steps
 from stylealign.streams.context import StreamContext
 from stylealign.streams.near_duplicates import drop_near_duplicates
 from stylealign.streams.near_duplicates import summarize as summarize_near_duplicates
-from stylealign.streams.registry import Built, StreamSpec
+from stylealign.streams.registry import Built, StreamSpec, stream_settings
 
 NAME = "sar_repair"
 LOCATE, REPAIR = "locate_error", "repair_step"
+
+
+class Settings(StreamSettings):
+    """`streams.sar_repair` (the exemplars in the repair prompt are `streams.sar.exemplars`)."""
+
+    continuations: int = Field(4, ge=1)
+    locator: Literal["oracle", "lab"] = "oracle"
+    max_problems: int | None = Field(None, ge=1)
+    keep: int = Field(1, ge=1, description="verified continuations kept per problem, lowest student NLL first")
+
+
 _INDEX = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
 
 
@@ -41,10 +56,10 @@ def parse_step_index(text: str) -> int:
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    cfg = sc.config.streams.sar_repair
+    cfg = stream_settings(sc.config, NAME)
     parts = {**sc.oracle_parts(LOCATE, REPAIR), "sar_repair": cfg.model_dump(exclude={"keep"}),
-             "exemplars": sc.config.streams.sar.exemplars, "sampling": sc.student_sampling().to_dict()}
-    if cfg.keep > 1:  # keeping one continuation is the stream's first shape: its keys stay as they were
+             "exemplars": stream_settings(sc.config, "sar").exemplars, "sampling": sc.student_sampling().to_dict()}
+    if cfg.keep > 1:  # with one continuation kept (the default) neither setting can change it: both stay out of the key
         parts.update(keep=cfg.keep, near_duplicate=sc.config.streams.near_duplicate)
     key = sc.keyer(NAME, **parts)
     items = []
@@ -104,7 +119,7 @@ class _Repair:
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
-    cfg = sc.config.streams.sar_repair
+    cfg = stream_settings(sc.config, NAME)
     result = BatchResult()
     located = _locate_lab(sc, items) if cfg.locator == "lab" else _locate_oracle(sc, items, result)
     jobs = []
@@ -117,10 +132,10 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     if not jobs:
         return result
 
-    template = sc.oracle_template(REPAIR)
+    template, exemplars = sc.oracle_template(REPAIR), stream_settings(sc.config, "sar").exemplars
     requests = [
         template.request(id=job.sample.id, question=job.item.problem.question, steps_so_far=job.prefix,
-                         wrong_step=job.wrong, exemplars=sc.exemplars(built["rft"], job.item.problem))
+                         wrong_step=job.wrong, exemplars=sc.exemplars(built["rft"], job.item.problem, exemplars))
         for job in jobs
     ]
     repaired = []
@@ -173,4 +188,6 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     return result
 
 
-SPEC = StreamSpec(NAME, plan, build, needs=lambda config: ("rft",), edits="sample", summarize=summarize_near_duplicates)
+SPEC = StreamSpec(
+    NAME, plan, build, needs=lambda config: ("rft",), edits="sample", settings=Settings, summarize=summarize_near_duplicates
+)

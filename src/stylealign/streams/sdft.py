@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
+from stylealign.config import StreamSettings
 from stylealign.engines.base import SamplingParams, generate_each
 from stylealign.grading import extract_answer
 from stylealign.grading.verdicts import grade_completions
@@ -23,25 +26,29 @@ from stylealign.prompts import PromptTemplate
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem, template_id
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec
+from stylealign.streams.registry import Built, StreamSpec, stream_settings
 
 NAME = "sdft"
 
 
+class Settings(StreamSettings):
+    """`streams.sdft`: the student restates the reference in its own words."""
+
+    template: str = Field("sdft", description="prompt template (variables: question, reference) the student rewrites with")
+    temperature: float | None = Field(None, ge=0, description="rewrite sampling temperature (default: sampling.temperature)")
+
+
 def _template(sc: StreamContext) -> PromptTemplate:
-    return sc.run.template(sc.config.streams.sdft.template, sc.student_template.system)
+    return sc.run.template(stream_settings(sc.config, NAME).template, sc.student_template.system)
 
 
 def _sampling(sc: StreamContext) -> SamplingParams:
-    sampling = sc.student_sampling()
-    temperature = sc.config.streams.sdft.temperature
-    return sampling if temperature is None else SamplingParams(
-        temperature=temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=sampling.seed
-    )
+    """The student's sampling, at `streams.sdft.temperature` when one is set."""
+    return SamplingParams.from_config(sc.config.sampling, seed=sc.config.seed, temperature=stream_settings(sc.config, NAME).temperature)
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    problems = {p.id: p for p in sc.problems}
+    problems = sc.problem_by_id
     key = sc.keyer(NAME, rewrite_template=template_id(_template(sc)), sampling=_sampling(sc).to_dict())
     return [
         WorkItem(key(problems[t.problem_id], parent=t), problems[t.problem_id], t)
@@ -95,4 +102,4 @@ def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
     return {"sdft_rewritten": rewritten, "sdft_acceptance": rewritten / len(traces) if traces else None}
 
 
-SPEC = StreamSpec(NAME, plan, build, edits="gold", summarize=summarize)
+SPEC = StreamSpec(NAME, plan, build, edits="gold", settings=Settings, summarize=summarize)

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from stylealign.config import STREAMS, ExperimentConfig
+from stylealign.config import ExperimentConfig, known_streams
 from stylealign.distributed import is_main_process, world_size
 from stylealign.distributed import shutdown as shutdown_distributed
 from stylealign.run.context import RunContext
@@ -27,8 +27,9 @@ from stylealign.stages.report import report_stage
 from stylealign.stages.sample import sample_stage
 from stylealign.stages.score import score_stage
 from stylealign.stages.streams import streams_stage
+from stylealign.stages.train import train_stage
 from stylealign.store import RunStore
-from stylealign.training import train_stage
+from stylealign.streams.registry import check_stream_settings
 
 STAGES = ("load", "sample", "streams", "score", "train", "evaluate", "report")
 
@@ -61,10 +62,8 @@ def run_experiment(
             raise ValueError(f"--{name} {value!r}: choose one of {', '.join(STAGES)}")
     if limit is not None and limit < 1:
         raise ValueError(f"--limit {limit}: must be at least 1")
-    selected = tuple(streams) if streams else tuple(config.streams.enabled)
-    unknown = [s for s in selected if s not in STREAMS]
-    if unknown:
-        raise ValueError(f"unknown streams {unknown}; choose from {list(STREAMS)}")
+    selected = tuple(known_streams(streams or config.streams.enabled))
+    config = check_stream_settings(config)  # each stream's own settings: `streams.<name>: {...}`, defaults filled in
     processes = world_size()
     if processes > 1 and only != "train":
         raise ValueError(
