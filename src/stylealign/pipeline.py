@@ -1,7 +1,7 @@
 """The experiment runner: load → sample → streams → score → train → evaluate → report.
 
 Each stage is a function `stage(ctx) -> summary dict`, one per module of
-`stylealign.stages` (train lives with the trainer in `training.py`). Stages
+`stylealign.stages`. Stages
 read and write the run store only, keyed by content, so a run killed anywhere
 resumes where it stopped. This file only orders the stages and hands them a
 `RunContext`.
