@@ -186,18 +186,24 @@ def test_usage_counts_the_prompt_and_every_generated_token(hf, bounded):
     }
 
 
-def test_a_client_that_gives_up_has_its_request_dropped(hf, tiny_model_dir):
-    app = create_app(hf, "tiny", limits=ServerLimits(max_tokens=2000))
-    long = {**CHAT, "n": 8, "max_tokens": 1900, "temperature": 1.0}
+def give_up_then_ask(app: FastAPI, path: str, long: dict, then: dict, *, drop_within: float, answer_within: float) -> httpx.Response:
+    """Send `long` to `path` and give up after 0.5 s; wait until the server has dropped it (an assertion fails
+    after `drop_within` seconds), then send `then` and return its reply."""
     with BackgroundServer(app) as url:
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{url}/chat/completions", json=long, timeout=0.5)
-        deadline = time.monotonic() + 120
+            httpx.post(f"{url}{path}", json=long, timeout=0.5)
+        deadline = time.monotonic() + drop_within
         while app.state.batcher.abandoned == 0:
             assert time.monotonic() < deadline, "the abandoned request was never dropped"
             time.sleep(0.1)
-        reply = httpx.post(f"{url}/chat/completions", json=CHAT, timeout=60)
-        assert reply.status_code == 200
+        return httpx.post(f"{url}{path}", json=then, timeout=answer_within)
+
+
+def test_a_client_that_gives_up_has_its_request_dropped(hf, tiny_model_dir):
+    app = create_app(hf, "tiny", limits=ServerLimits(max_tokens=2000))
+    long = {**CHAT, "n": 8, "max_tokens": 1900, "temperature": 1.0}
+    reply = give_up_then_ask(app, "/chat/completions", long, CHAT, drop_within=120, answer_within=60)
+    assert reply.status_code == 200
     hf.should_stop = lambda: True  # what the server sets while every client of a batch has gone
     try:
         [[completion]] = hf.generate([Request.from_prompt("hi")], 1, SamplingParams(max_tokens=50))
@@ -269,13 +275,7 @@ def test_an_abandoned_request_starts_no_further_engine_batch(tiny_model_dir):
     app = create_app(engine, "tiny")
     body = {"model": "tiny", "prompt": ["Question: what is 2 + 2?\nAnswer:"] * 32, "n": 2, "max_tokens": 300,
             "temperature": 1.0}
-    with BackgroundServer(app) as url:
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{url}/completions", json=body, timeout=0.5)
-        deadline = time.monotonic() + 300
-        while app.state.batcher.abandoned == 0:
-            assert time.monotonic() < deadline, "the abandoned request was never dropped"
-            time.sleep(0.1)
-        reply = httpx.post(f"{url}/completions", json={"model": "tiny", "prompt": "hi", "max_tokens": 2}, timeout=120)
-        assert reply.status_code == 200
+    small = {"model": "tiny", "prompt": "hi", "max_tokens": 2}
+    reply = give_up_then_ask(app, "/completions", body, small, drop_within=300, answer_within=120)
+    assert reply.status_code == 200
     assert engine.started < 32 + 1  # the small request's prompt, and not every one of the 32 abandoned prompts

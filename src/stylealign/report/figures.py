@@ -108,23 +108,30 @@ def _token_items(value: Any, top: int) -> list[tuple[str, float]]:
     return items[:top]
 
 
+def _panel_grid(count: int, panel_height: float, margin: float, empty: str) -> tuple[Any, list[Any]]:
+    """A figure of `count` panels, three to a row (the cells left over blank), and its `count` axes; with no
+    panel, one axis saying `empty` and no axes to draw on."""
+    if not count:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        _empty(ax, empty)
+        return fig, []
+    cols = min(3, count)
+    nrows = -(-count // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, panel_height * nrows + margin), squeeze=False)
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:count]
+
+
 def _loss_tokens(rows: list[dict[str, Any]], top: int = 8) -> Any:
     streams = [(r["stream"], _token_items(r.get("top_loss_tokens"), top)) for r in rows]
     streams = [(s, items) for s, items in streams if items]
-    if not streams:
-        fig, ax = plt.subplots(figsize=(7, 3))
-        _empty(ax, "no loss attribution")
-        return fig
-    cols = min(3, len(streams))
-    nrows = -(-len(streams) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 0.35 * top * nrows + 1.2), squeeze=False)
-    for ax, (stream, items) in zip(axes.flat, streams, strict=False):
+    fig, axes = _panel_grid(len(streams), 0.35 * top, 1.2, "no loss attribution")
+    for ax, (stream, items) in zip(axes, streams, strict=True):
         labels = [repr(token) for token, _ in items][::-1]
         ax.barh(labels, [100 * w for _, w in items][::-1], color="tab:red")
         ax.set_title(stream)
         ax.set_xlabel("share of loss (%)")
-    for ax in list(axes.flat)[len(streams) :]:
-        ax.axis("off")
     return fig
 
 
@@ -146,15 +153,9 @@ def _training_loss(curves: Curves, ax: Any) -> None:
 def _predicted_vs_achieved(rows: list[dict[str, Any]], section: dict[str, Any] | None) -> Any:
     """One panel per predictor: predicted place (1 = predicted best) against accuracy after training, with ρ."""
     panels = [p for p in PREDICTORS if section and section["correlations"][p.name]["spearman_rho"] is not None]
-    if not panels:
-        fig, ax = plt.subplots(figsize=(7, 3))
-        _empty(ax, "no predictor with three trained streams to check")
-        return fig
-    cols = min(3, len(panels))
-    nrows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows + 0.6), squeeze=False)
+    fig, axes = _panel_grid(len(panels), 3.4, 0.6, "no predictor with three trained streams to check")
     by_stream = {r["stream"]: r for r in rows}
-    for ax, predictor in zip(axes.flat, panels, strict=False):
+    for ax, predictor in zip(axes, panels, strict=True):
         check = section["correlations"][predictor.name]
         for stream in check["streams"]:
             place, row = section["predicted_rank"][stream][predictor.name], by_stream[stream]
@@ -169,8 +170,6 @@ def _predicted_vs_achieved(rows: list[dict[str, Any]], section: dict[str, Any] |
         ax.set_xlabel("predicted place (1 = best)")
         ax.set_ylabel("accuracy after (%)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
     return fig
 
 
