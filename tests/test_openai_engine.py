@@ -103,3 +103,14 @@ def test_400_surfaces_body_and_never_the_key(monkeypatch):
     assert "HTTP 400" in message and "prompt too long for this model" in message and "apples" in message
     assert "sk-secret-123" not in message
     assert len(calls) == 1 and calls[0]["authorization"] == "Bearer sk-secret-123"
+
+
+def test_a_key_across_the_excerpt_cut_is_redacted_whole(monkeypatch):
+    """The answer is redacted before it is cut, so not even the first letters of a key reach the error."""
+    monkeypatch.setenv("STYLEALIGN_TEST_KEY", "sk-secret-123")
+    body = b"x" * 495 + b" sk-secret-123 echoed back"  # the key starts at byte 496, across the 500-character cut
+    with raw_server(lambda *_: (200, body, "text/plain")) as (url, _):
+        engine = OpenAIEngine(url, "m", api_key_env="STYLEALIGN_TEST_KEY", max_retries=0)
+        with pytest.raises(EngineError, match="not JSON") as info:
+            engine.generate(REQUESTS[:1], 1, SamplingParams())
+    assert "sk-" not in str(info.value)

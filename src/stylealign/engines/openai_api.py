@@ -217,7 +217,7 @@ class OpenAIEngine:
         raw = b"".join(chunks)
         if not ok:
             server_id = response.headers.get("x-request-id")
-            excerpt = redact(raw.decode("utf-8", errors="replace"), self.secrets)[:BODY_EXCERPT]
+            excerpt = self._excerpt(raw.decode("utf-8", errors="replace"))
             status = response.status_code
             raise SendFailed(
                 f"HTTP {status}{f' (server request id {server_id})' if server_id else ''}: {excerpt}",
@@ -227,13 +227,18 @@ class OpenAIEngine:
         try:
             payload = json.loads(raw)
         except (ValueError, RecursionError):
-            excerpt = redact(raw[:BODY_EXCERPT].decode("utf-8", errors="replace"), self.secrets)
+            excerpt = self._excerpt(raw.decode("utf-8", errors="replace"))
             raise malformed(
                 f"not JSON (content-type {response.headers.get('content-type', 'none')}): {excerpt!r}"
             ) from None
         if not isinstance(payload, dict):
             raise malformed(f"expected a JSON object, got {type(payload).__name__}")
         return payload
+
+    def _excerpt(self, text: str) -> str:
+        """What of a server's answer or a transport error goes into a message: redacted first, then cut, so no
+        part of a secret survives the cut."""
+        return redact(text, self.secrets)[:BODY_EXCERPT]
 
     async def _with_retries(self, label: str, send: Callable[[], Awaitable[T]], retries: int | None = None) -> T:
         """`send()` with up to `retries` more tries after a retryable failure; the last failure as an EngineError."""
@@ -244,7 +249,7 @@ class OpenAIEngine:
             except (asyncio.TimeoutError, httpx.TimeoutException):
                 failure = SendFailed(f"timed out after {self.timeout:g} s", retryable=True)
             except httpx.HTTPError as err:
-                failure = SendFailed(redact(f"{type(err).__name__}: {err}", self.secrets)[:BODY_EXCERPT], retryable=True)
+                failure = SendFailed(self._excerpt(f"{type(err).__name__}: {err}"), retryable=True)
             except SendFailed as err:
                 failure = err
             if not failure.retryable or attempt == retries:
