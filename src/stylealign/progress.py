@@ -11,7 +11,7 @@ summary lines alone.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -78,3 +78,8 @@ def quiet_loading() -> Iterator[None]:
     finally:
         if was_enabled:
             logging.enable_progress_bar()
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """`{"cost_rise": 49, "wrong": 2}` as a console line writes it: `cost_rise 49, wrong 2` (`none` when empty)."""
+    return ", ".join(f"{key} {value}" for key, value in counts.items()) or "none"

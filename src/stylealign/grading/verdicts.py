@@ -29,6 +29,11 @@ class Verdict:
     excluded: str | None = None
     """Why a sample whose answer matches does not count (`CUT_BY_LENGTH`, `IMPLICIT_ANSWER`), else None."""
 
+    @property
+    def metrics(self) -> dict[str, str]:
+        """What a kept record's metrics say of it: `{"excluded": reason}` when it is excluded, else nothing."""
+        return {"excluded": self.excluded} if self.excluded else {}
+
 
 def grade_completions(
     texts: Sequence[str],

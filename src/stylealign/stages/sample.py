@@ -70,7 +70,7 @@ def sample_stage(ctx: RunContext) -> dict[str, Any]:
                 id=content_id(item.key, j), problem_id=item.problem.id, text=c.text, stream="sample", model=student.name,
                 template=template.name, sampling=sampling.to_dict(), seed=sampling.seed, correct=verdict.correct,
                 metrics={"sample_index": j, "finish_reason": c.finish_reason, "num_tokens": c.num_tokens,
-                         **({"excluded": verdict.excluded} if verdict.excluded else {})},
+                         **verdict.metrics},
             )
             for item, group in zip(batch, groups, strict=True)
             for j, (c, verdict) in enumerate(group)

@@ -38,6 +38,7 @@ from stylealign.metrics.drift import (
     tokenizer_for,
 )
 from stylealign.metrics.predictors import predicted_ranks, ranking_lines
+from stylealign.progress import counts_text
 from stylealign.records import Trace
 from stylealign.run.context import RunContext
 from stylealign.run.rewards import run_scorer
@@ -68,10 +69,6 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "—"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in counts.items()) or "none"
 
 
 def print_table(ctx: RunContext, rows: list[dict[str, Any]]) -> None:
@@ -229,7 +226,7 @@ def score_stage(ctx: RunContext) -> dict[str, Any]:
     excluded = {row["stream"]: row["excluded"] for row in rows if row.get("excluded")}
     if excluded:
         ctx.console.print("excluded from training data (answer matched, but cut by max_tokens or never stated): "
-                          + "; ".join(f"{name} {_counts(counts)}" for name, counts in excluded.items()))
+                          + "; ".join(f"{name} {counts_text(counts)}" for name, counts in excluded.items()))
     for row in rows:
         for warning in row["warnings"]:
             ctx.console.print(f"[yellow]warning[/yellow] {row['stream']}: {warning}")

@@ -114,8 +114,9 @@ class StreamContext:
             temperature=streams.oracle_temperature, max_tokens=streams.oracle_max_tokens,
         )
 
-    def student_sampling(self) -> SamplingParams:
-        return SamplingParams.from_config(self.config.sampling, seed=self.config.seed)
+    def student_sampling(self, **overrides: Any) -> SamplingParams:
+        """The student's sampling settings, with `overrides` (None keeps the config's value)."""
+        return SamplingParams.from_config(self.config.sampling, seed=self.config.seed, **overrides)
 
     def ask_oracle(
         self, stream: str, items: Sequence[WorkItem], requests: Sequence[Request], template: str, result: BatchResult,

@@ -40,7 +40,7 @@ from stylealign.run.rewards import run_scorer
 from stylealign.run.work import BatchResult, WorkItem, key_dump, trace_part
 from stylealign.streams import rft
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec, stream_settings
+from stylealign.streams.registry import Built, StreamSpec, settings_of, stream_settings
 
 NAME = "grape"
 
@@ -76,7 +76,7 @@ def _pools(sc: StreamContext, built: Built, problem_ids: list[str]) -> list[list
     """Per problem, the pool streams' correct candidates, in pool order."""
     pools: list[list[Trace]] = [[] for _ in problem_ids]
     index = {problem_id: i for i, problem_id in enumerate(problem_ids)}
-    for name in stream_settings(sc.config, NAME).pool:
+    for name in settings_of(sc, NAME).pool:
         if name == "rft":
             for pool, samples in zip(pools, rft.correct_samples(sc, problem_ids), strict=True):
                 pool.extend(samples)
@@ -90,7 +90,7 @@ def _pools(sc: StreamContext, built: Built, problem_ids: list[str]) -> list[list
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = sc.problems
     pools = _pools(sc, built, [p.id for p in problems])
-    criterion = stream_settings(sc.config, NAME).criterion
+    criterion = settings_of(sc, NAME).criterion
     rewarded = {"reward": key_dump(sc.config.reward)} if criterion == "car" else {}
     key = sc.keyer(NAME, criterion=criterion, **rewarded)
     return [
@@ -114,7 +114,7 @@ def _preference(candidate: tuple[Trace, dict[str, Any], float], predictor: Predi
 
 def _values(sc: StreamContext, flat: list[tuple[WorkItem, Trace]], costs: list[dict[str, Any]]) -> list[float | None]:
     """Each candidate's value of the criterion's predictor; None where the candidate cannot be rated."""
-    criterion = stream_settings(sc.config, NAME).criterion
+    criterion = settings_of(sc, NAME).criterion
     if criterion == "likelihood":
         return [None if cost["nll"] is None else -cost["nll"] for cost in costs]
     if criterion == "rank_surprisal":
@@ -132,7 +132,7 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     pools = _pools(sc, built, [item.problem.id for item in items])
     flat = [(item, trace) for item, pool in zip(items, pools, strict=True) for trace in pool]
     costs = adaptation_cost(sc.student(), [sc.student_request(item.problem) for item, _ in flat], [t.text for _, t in flat])
-    criterion = stream_settings(sc.config, NAME).criterion
+    criterion = settings_of(sc, NAME).criterion
     predictor = PREDICTOR_BY_NAME[CRITERIA[criterion]]
     scored: dict[str, list[tuple[Trace, dict[str, Any], float]]] = {item.key: [] for item in items}
     for (item, trace), cost, value in zip(flat, costs, _values(sc, flat, costs), strict=True):

@@ -26,7 +26,7 @@ from stylealign.config import StreamSettings, known_streams
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec, stream_settings
+from stylealign.streams.registry import Built, StreamSpec, settings_of, stream_settings
 
 NAME = "mix"
 
@@ -62,7 +62,7 @@ def assign(weights: dict[str, float], available: dict[str, list[str]], seed: int
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    weights = stream_settings(sc.config, NAME).components
+    weights = settings_of(sc, NAME).components
     problems = sc.problem_by_id
     traces: dict[tuple[str, str], list[Trace]] = {}
     for name in weights:

@@ -90,6 +90,11 @@ def stream_settings(config: ExperimentConfig, name: str) -> Any:
     return stream_sections(config, {name: stream_spec(name).settings})[name]
 
 
+def settings_of(sc: StreamContext, name: str) -> Any:
+    """`stream_settings` for a stream builder: validated once per run and config, not once per batch."""
+    return sc.run.memo(f"stream_settings:{name}:{id(sc.config)}", lambda: stream_settings(sc.config, name))
+
+
 def check_stream_settings(config: ExperimentConfig, origin: str = "<config>") -> ExperimentConfig:
     """`config` with every stream's section checked, against its settings model and (for the enabled streams) its
     `check`, in one ConfigError naming each failing dotted key; returned with each section complete (every

@@ -24,7 +24,7 @@ from stylealign.streams.cleaning import clean_text
 from stylealign.streams.context import StreamContext
 from stylealign.streams.near_duplicates import drop_near_duplicates
 from stylealign.streams.near_duplicates import summarize as summarize_near_duplicates
-from stylealign.streams.registry import Built, StreamSpec, stream_settings
+from stylealign.streams.registry import Built, StreamSpec, settings_of
 
 NAME = "rft"
 
@@ -50,7 +50,7 @@ def reasoning_signature(text: str) -> tuple[str, ...]:
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    cfg = stream_settings(sc.config, NAME)
+    cfg = settings_of(sc, NAME)
     near = sc.config.streams.near_duplicate if cfg.selection in MANY else None
     key = sc.keyer(NAME, selection=cfg.selection, clean=cfg.clean, **({"near_duplicate": near} if near else {}))
     items = []
@@ -95,7 +95,7 @@ def _undo_breaking_cleaning(sc: StreamContext, traces: list[Trace]) -> None:
 
 def correct_samples(sc: StreamContext, problem_ids: list[str]) -> list[list[Trace]]:
     """Per problem, every correct student sample as an rft trace (cleaned as configured): what rft selects from."""
-    cfg = stream_settings(sc.config, NAME)
+    cfg = settings_of(sc, NAME)
     per_problem = [_candidates(sc, problem_id, cfg) for problem_id in problem_ids]
     _undo_breaking_cleaning(sc, [t for candidates in per_problem for t in candidates])
     return per_problem
@@ -124,7 +124,7 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     result = BatchResult(done=[item.key for item in items])
     per_item = correct_samples(sc, [item.problem.id for item in items])
     flat = [t for candidates in per_item for t in candidates]
-    selection = stream_settings(sc.config, NAME).selection
+    selection = settings_of(sc, NAME).selection
     if selection == "lowest_cost":
         costs = adaptation_cost(sc.student(), [sc.student_request(sc.problem_by_id[t.problem_id]) for t in flat],
                                 [t.text for t in flat])

@@ -21,10 +21,11 @@ from pydantic import Field
 
 from stylealign.config import StreamSettings
 from stylealign.metrics.adaptation import adaptation_cost
+from stylealign.progress import counts_text
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec, stream_settings
+from stylealign.streams.registry import Built, StreamSpec, settings_of
 from stylealign.streams.verified import oracle_traces
 
 NAME = "sar"
@@ -41,7 +42,7 @@ class Settings(StreamSettings):
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
     problems = sc.problem_by_id
-    key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE), sar=stream_settings(sc.config, NAME).model_dump())
+    key = sc.keyer(NAME, **sc.oracle_parts(TEMPLATE), sar=settings_of(sc, NAME).model_dump())
     return [WorkItem(key(problems[t.problem_id], parent=t), problems[t.problem_id], t) for t in built["rft"]]
 
 
@@ -55,7 +56,7 @@ def _kept_parent(item: WorkItem, metrics: dict) -> Trace:
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
-    cfg = stream_settings(sc.config, NAME)
+    cfg = settings_of(sc, NAME)
     template = sc.oracle_template(TEMPLATE)
     student = sc.student()
     result = BatchResult()
@@ -120,11 +121,10 @@ def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
 
 
 def describe(row: Mapping[str, Any]) -> str:
-    rejected = ", ".join(f"{reason} {count}" for reason, count in row["sar_rejections"].items()) or "none"
     return (
         f"SAR gate: {row['sar_accepted']} accepted ({row['sar_retried']} after a retry), {row['sar_kept_parent']} "
         f"kept the parent, {row['sar_identical_to_parent']} of {row['traces']} equal their parent; attempts "
-        f"rejected: {rejected}"
+        f"rejected: {counts_text(row['sar_rejections'])}"
     )
 
 

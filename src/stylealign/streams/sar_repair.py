@@ -27,7 +27,7 @@ from stylealign.steps import step_mode, tag_paragraphs, trace_steps
 from stylealign.streams.context import StreamContext
 from stylealign.streams.near_duplicates import drop_near_duplicates
 from stylealign.streams.near_duplicates import summarize as summarize_near_duplicates
-from stylealign.streams.registry import Built, StreamSpec, stream_settings
+from stylealign.streams.registry import Built, StreamSpec, settings_of
 
 NAME = "sar_repair"
 LOCATE, REPAIR = "locate_error", "repair_step"
@@ -56,9 +56,9 @@ def parse_step_index(text: str) -> int:
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:
-    cfg = stream_settings(sc.config, NAME)
+    cfg = settings_of(sc, NAME)
     parts = {**sc.oracle_parts(LOCATE, REPAIR), "sar_repair": cfg.model_dump(exclude={"keep"}),
-             "exemplars": stream_settings(sc.config, "sar").exemplars, "sampling": sc.student_sampling().to_dict()}
+             "exemplars": settings_of(sc, "sar").exemplars, "sampling": sc.student_sampling().to_dict()}
     if cfg.keep > 1:  # with one continuation kept (the default) neither setting can change it: both stay out of the key
         parts.update(keep=cfg.keep, near_duplicate=sc.config.streams.near_duplicate)
     key = sc.keyer(NAME, **parts)
@@ -119,7 +119,7 @@ class _Repair:
 
 
 def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult:
-    cfg = stream_settings(sc.config, NAME)
+    cfg = settings_of(sc, NAME)
     result = BatchResult()
     located = _locate_lab(sc, items) if cfg.locator == "lab" else _locate_oracle(sc, items, result)
     jobs = []
@@ -132,7 +132,7 @@ def build(sc: StreamContext, items: list[WorkItem], built: Built) -> BatchResult
     if not jobs:
         return result
 
-    template, exemplars = sc.oracle_template(REPAIR), stream_settings(sc.config, "sar").exemplars
+    template, exemplars = sc.oracle_template(REPAIR), settings_of(sc, "sar").exemplars
     requests = [
         template.request(id=job.sample.id, question=job.item.problem.question, steps_so_far=job.prefix,
                          wrong_step=job.wrong, exemplars=sc.exemplars(built["rft"], job.item.problem, exemplars))

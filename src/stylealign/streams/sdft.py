@@ -26,7 +26,7 @@ from stylealign.prompts import PromptTemplate
 from stylealign.records import Trace, content_id
 from stylealign.run.work import BatchResult, WorkItem, template_id
 from stylealign.streams.context import StreamContext
-from stylealign.streams.registry import Built, StreamSpec, stream_settings
+from stylealign.streams.registry import Built, StreamSpec, settings_of
 
 NAME = "sdft"
 
@@ -39,12 +39,12 @@ class Settings(StreamSettings):
 
 
 def _template(sc: StreamContext) -> PromptTemplate:
-    return sc.run.template(stream_settings(sc.config, NAME).template, sc.student_template.system)
+    return sc.run.template(settings_of(sc, NAME).template, sc.student_template.system)
 
 
 def _sampling(sc: StreamContext) -> SamplingParams:
     """The student's sampling, at `streams.sdft.temperature` when one is set."""
-    return SamplingParams.from_config(sc.config.sampling, seed=sc.config.seed, temperature=stream_settings(sc.config, NAME).temperature)
+    return sc.student_sampling(temperature=settings_of(sc, NAME).temperature)
 
 
 def plan(sc: StreamContext, built: Built) -> list[WorkItem]:

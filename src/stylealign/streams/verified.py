@@ -46,7 +46,7 @@ def oracle_traces(
                 stream=stream, parent_id=item.parent.id if item.parent else None, model=name, template=template,
                 sampling=sampling.to_dict(), seed=sampling.seed, correct=verdict.correct,
                 metrics={"oracle_attempts": answer.attempts, "finish_reason": answer.finish_reason,
-                         **({"excluded": verdict.excluded} if verdict.excluded else {})},
+                         **verdict.metrics},
             )
         )
     return out
