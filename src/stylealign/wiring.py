@@ -71,7 +71,10 @@ def package_source(name: str) -> Path:
     from stylealign.gguf import convert_gguf, find_package_gguf
     from stylealign.gguf_parts import assemble, find_parts
 
-    return convert_gguf(assemble(find_parts(name)) if name.endswith("*") else find_package_gguf(name))
+    if name.endswith("*"):
+        assembled = assemble(find_parts(name))
+        return convert_gguf(assembled, digest=assembled.stem)  # named by its digest: not hashed again
+    return convert_gguf(find_package_gguf(name))
 
 
 def known_source(name: str) -> Path:
