@@ -26,8 +26,8 @@ from rich import box
 from rich.table import Table
 
 from stylealign.config import EngineConfig, ExperimentConfig, TokenRates
+from stylealign.contamination import evaluation_sets
 from stylealign.datasets import load_problems
-from stylealign.evaluation import dataset_label
 from stylealign.prompts import load_template
 from stylealign.records import Problem
 from stylealign.streams.registry import build_order, stream_settings
@@ -85,6 +85,8 @@ class Row:
 
 VARIABLES = ("question", "solution", "exemplars", "tagged_solution", "steps_so_far", "wrong_step", "reference")
 """Every variable the built-in templates use: rendered empty, a template gives its own length."""
+EMPTY_VARIABLES: dict[str, Any] = dict.fromkeys(VARIABLES, "") | {"exemplars": []}
+"""Every variable rendered empty (`exemplars` an empty list)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _answer(problem: Problem, max_tokens: int, a: Assumptions) -> float:
     return a.answer_without_reference * max_tokens
 
 
-def _mean(values: Sequence[float]) -> float:
+def mean_or_zero(values: Sequence[float]) -> float:
     return statistics.fmean(values) if values else 0.0
 
 
@@ -126,21 +128,21 @@ class _Planner:
         tests = [p for found in eval_sets.values() for p in found]
         self.sizes = _Sizes(
             problems=len(problems),
-            question=_mean([_tokens(p.question, a) for p in problems]),
-            reference=_mean([_tokens(p.reference_solution, a) for p in problems if p.reference_solution]),
+            question=mean_or_zero([_tokens(p.question, a) for p in problems]),
+            reference=mean_or_zero([_tokens(p.reference_solution, a) for p in problems if p.reference_solution]),
             with_reference=sum(bool(p.reference_solution) for p in problems),
-            answer=_mean([_answer(p, s.max_tokens, a) for p in problems]),
-            oracle_answer=_mean([_answer(p, oracle_max, a) for p in problems]),
+            answer=mean_or_zero([_answer(p, s.max_tokens, a) for p in problems]),
+            oracle_answer=mean_or_zero([_answer(p, oracle_max, a) for p in problems]),
             eval_problems=len(tests),
-            eval_question=_mean([_tokens(p.question, a) for p in tests]),
-            eval_answer=_mean([_answer(p, config.evaluation.max_tokens, a) for p in tests]),
+            eval_question=mean_or_zero([_tokens(p.question, a) for p in tests]),
+            eval_answer=mean_or_zero([_answer(p, config.evaluation.max_tokens, a) for p in tests]),
         )
         self.rows: list[Row] = []
 
     def overhead(self, name: str, system: str | None = None) -> float:
         """A template's own tokens: rendered with every variable empty."""
         template = load_template(name, self.config.prompts_dir, system=system)
-        request = template.request(**(dict.fromkeys(VARIABLES, "") | {"exemplars": []}))
+        request = template.request(**EMPTY_VARIABLES)
         return sum(_tokens(m["content"], self.a) for m in request.messages)
 
     def student_prompt(self) -> float:
@@ -360,8 +362,7 @@ def plan_config(
             problems += [proxy[i % len(proxy)] for i in range(cfg.limit)]
             stand_ins.append(f"{cfg.source} could not be read ({type(err).__name__}: {str(err)[:120]}): "
                              f"{cfg.limit} problems with MATH-500's lengths stand in")
-    eval_sets = {dataset_label(d): load_problems(d) for d in config.evaluation.datasets}
-    plan = plan_run(config, problems, eval_sets, assumptions, measured_rates)
+    plan = plan_run(config, problems, evaluation_sets(config.evaluation.datasets), assumptions, measured_rates)
     plan["assumptions"] = stand_ins + plan["assumptions"]
     return plan
 

@@ -22,28 +22,28 @@ from stylealign.store import RunStore
 from stylealign.streams.registry import stream_spec
 
 
-def gate_counts(store: RunStore, streams: list[str]) -> dict[str, Any]:
+def gate_counts(store: RunStore, scored: dict[str, list[Trace]]) -> dict[str, Any]:
     """What each stream kept and what failed at the oracle, from the records, with the stream's own counters from
     its scored traces (`SPEC.summarize`: what the SAR gate decided and why); `this_run` adds the counts of the
     streams stage's batches (e.g. `wrong_answer`: oracle answers that failed verification and were dropped, which
     leave no record)."""
     run_counts = store.read_json("streams/counts.json", missing={})
     out: dict[str, Any] = {}
-    for name in streams:
+    for name, traces in scored.items():
         kept = store.stage(f"stream_{name}").records(Trace)
         out[name] = {
             "kept": len(kept),
             "oracle_failures": len(store.stage(f"failures_stream_{name}").records(Trace)),
             "this_run": run_counts.get(name, {}),
-            **stream_spec(name).summarize(store.stage(f"scored_{name}").records(Trace)),
+            **stream_spec(name).summarize(traces),
         }
     return out
 
 
-def reward_failures(store: RunStore, streams: list[str]) -> dict[str, int]:
+def reward_failures(scored: dict[str, list[Trace]]) -> dict[str, int]:
     """Scored traces, and how many of them the reward could not score (a judge answer without a score)."""
-    scored = [t for name in streams for t in store.stage(f"scored_{name}").records(Trace)]
-    return {"scored": len(scored), "reward_errors": sum("reward_error" in t.metrics for t in scored)}
+    traces = [t for stream in scored.values() for t in stream]
+    return {"scored": len(traces), "reward_errors": sum("reward_error" in t.metrics for t in traces)}
 
 
 def rehearsal_summary(store: RunStore, config: ExperimentConfig, streams: list[str], seconds: float) -> dict[str, Any]:
@@ -52,12 +52,13 @@ def rehearsal_summary(store: RunStore, config: ExperimentConfig, streams: list[s
     manifest = store.manifest()
     evaluations = store.read_json("eval.json", missing={})
     headers, rows = benchmark_table(evaluations, config.evaluation.k)
+    scored = {name: store.stage(f"scored_{name}").records(Trace) for name in streams}  # read once: the largest records
     return {
         "seconds": round(seconds, 1),
         "stages": {name: stage.get("summary", {}) for name, stage in manifest.get("stages", {}).items()},
-        "streams": gate_counts(store, streams),
+        "streams": gate_counts(store, scored),
         "oracle_failures": store.read_json("streams/failures.json", missing={}),
-        "reward": {"type": config.reward.type, **reward_failures(store, streams)},
+        "reward": {"type": config.reward.type, **reward_failures(scored)},
         "evaluation": {"headline": headline(evaluations, config.evaluation.k), "headers": headers, "rows": rows},
     }
 

@@ -41,6 +41,7 @@ from stylealign.records import (
     Problem,
     Record,
     Trace,
+    by_id,
     content_id,
     from_table,
     to_table,
@@ -210,7 +211,7 @@ class Stage:
     def latest(self, cls: type[Record]) -> dict[str, Record]:
         """Each id's last committed record: the current version of a record that is stored again when its
         source changes (a problem whose file was edited)."""
-        return {record.id: record for table in self._tables(cls, None) for record in from_table(table, cls)}
+        return by_id(record for table in self._tables(cls, None) for record in from_table(table, cls))
 
     def clear(self) -> None:
         for shard in self._shards():

@@ -15,7 +15,6 @@ as none (their prompts count). Tokens are counted with the student's tokenizer w
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -24,7 +23,8 @@ from typing import Any
 
 from stylealign.config import ExperimentConfig
 from stylealign.datasets import load_problems
-from stylealign.plan import VARIABLES, Row
+from stylealign.models import MODEL_SOURCES
+from stylealign.plan import EMPTY_VARIABLES, Assumptions, Row, mean_or_zero, plan_run
 from stylealign.prompts import load_template
 from stylealign.records import Trace
 from stylealign.run.context import RunContext
@@ -34,13 +34,14 @@ from stylealign.streams.listing import stream_traces
 from stylealign.streams.registry import build_order, stream_settings
 
 Count = Callable[[Sequence[str]], list[int]]
-CHARS_PER_TOKEN = 3.5
+CHARS_PER_TOKEN = Assumptions.chars_per_token
 
 
 def token_counter(config: ExperimentConfig) -> tuple[Count, str]:
     """Token counts of texts with the student's tokenizer where it is local (no model is loaded), else by characters."""
     spec = config.student.engine.model or ""
-    if spec.startswith(("lab:", "gguf:", "package:", "known:")) or Path(spec).is_dir():
+    prefix, colon, _ = spec.partition(":")
+    if (colon and prefix in MODEL_SOURCES) or Path(spec).is_dir():
         try:
             from transformers import AutoTokenizer
 
@@ -53,10 +54,6 @@ def token_counter(config: ExperimentConfig) -> tuple[Count, str]:
             return (lambda texts: [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
                     if texts else []), "the student's tokenizer"
     return lambda texts: [round(len(t) / CHARS_PER_TOKEN) for t in texts], f"characters / {CHARS_PER_TOKEN}"
-
-
-def _mean(values: Sequence[float]) -> float:
-    return statistics.fmean(values) if values else 0.0
 
 
 class _Counter:
@@ -76,8 +73,7 @@ class _Counter:
         cfg = self.ctx.config
         system = (cfg.oracle.system if cfg.oracle else None) if oracle else self.ctx.student_template().system
         found = load_template(template, cfg.prompts_dir, system=system)
-        empty = dict.fromkeys(VARIABLES, "") | {"exemplars": []}
-        return self.total([m["content"] for call in calls for m in found.request(**(empty | call)).messages])
+        return self.total([m["content"] for call in calls for m in found.request(**(EMPTY_VARIABLES | call)).messages])
 
     def student_prompts(self, questions: Sequence[str]) -> float:
         return self.prompts(self.ctx.config.student.template, [{"question": q} for q in questions], oracle=False)
@@ -90,7 +86,7 @@ class _Counter:
     def outputs(self, stored: Sequence[str], sent: float) -> float:
         """Tokens of `sent` outputs of which `stored` were kept: the rest count as the stored ones' mean."""
         counts = self.count(stored)
-        return sum(counts) + max(0.0, sent - len(counts)) * _mean(counts)
+        return sum(counts) + max(0.0, sent - len(counts)) * mean_or_zero(counts)
 
     def sample(self) -> list[Trace]:
         samples = current_samples(self.ctx)
@@ -105,7 +101,7 @@ class _Counter:
         built = {name: stream_traces(store, name) for name in build_order(cfg, self.ctx.streams)
                  if (store.root / f"stream_{name}").is_dir()}
         rft = built.get("rft", [])
-        exemplar_tokens = stream_settings(cfg, "sar").exemplars * _mean(self.count([t.text for t in rft]))
+        exemplar_tokens = stream_settings(cfg, "sar").exemplars * mean_or_zero(self.count([t.text for t in rft]))
         correct = [t for t in samples if t.correct]
         for name, traces in built.items():
             failed = [t.text for t in store.stage(f"failures_stream_{name}").iter_records(Trace)] \
@@ -273,7 +269,6 @@ def usage_section(ctx: RunContext) -> dict[str, Any] | None:
     the two side by side per stage and engine for the stages the run has finished. None for a run directory
     without a problem selection (records written by other means than the load stage): nothing to plan."""
     from stylealign.contamination import evaluation_sets
-    from stylealign.plan import plan_run
 
     try:
         problems = ctx.problems()
