@@ -131,10 +131,13 @@ def _chains(normalized: str) -> list[tuple[int, int]]:
     return found
 
 
-def equations(normalized: str) -> list[tuple[list[str], list[Fraction | None]]]:
-    """(parts, values) of each equation (a chain with at least one operator) in normalized text."""
+def equations(
+    normalized: str, chains: list[tuple[int, int]] | None = None
+) -> list[tuple[list[str], list[Fraction | None]]]:
+    """(parts, values) of each equation (a chain with at least one operator) in normalized text; `chains` are
+    its `_chains` when the caller has them already."""
     found = []
-    for start, end in _chains(normalized):
+    for start, end in _chains(normalized) if chains is None else chains:
         chain = normalized[start:end]
         if re.search(r"[-+*/]", chain):
             parts = chain.split("=")
@@ -142,9 +145,9 @@ def equations(normalized: str) -> list[tuple[list[str], list[Fraction | None]]]:
     return found
 
 
-def _without_chains(normalized: str) -> str:
+def _without_chains(normalized: str, chains: list[tuple[int, int]]) -> str:
     pieces, last = [], 0
-    for start, end in _chains(normalized):
+    for start, end in chains:
         pieces += [normalized[last:start], " "]
         last = end
     return "".join(pieces) + normalized[last:]
@@ -215,7 +218,8 @@ def first_wrong_step(problem: Problem, steps: str | Sequence[str], mode: str = "
     known = known_values(problem)
     for i, step in enumerate(steps):
         text = normalize(step)
-        for parts, values in equations(text):
+        chains = _chains(text)  # one pass over the step's tokens, for its equations and the numbers outside them
+        for parts, values in equations(text, chains):
             operands = _fractions(_NUMBER.findall(parts[0]))
             if operands is None or not operands <= known or values[0] is None or any(v != values[0] for v in values):
                 return i
@@ -223,7 +227,7 @@ def first_wrong_step(problem: Problem, steps: str | Sequence[str], mode: str = "
                 return i
             known.add(values[-1])
             known |= _fractions(n for part in parts[1:] for n in _NUMBER.findall(part)) or set()
-        stated = _fractions(_NUMBER.findall(_without_chains(text)))
+        stated = _fractions(_NUMBER.findall(_without_chains(text, chains)))
         if stated is None or not stated <= known:
             return i
         answer = answer_of(step)
